@@ -1,0 +1,174 @@
+#include "formats/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace sdpal {
+
+namespace {
+constexpr uint64_t kMaxHeader = 100ull << 20;  // same bound as the reference implementation
+constexpr int64_t kMaxDim = int64_t(1) << 40;
+}  // namespace
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  auto bad = [&](const std::string& why) { fail(path + ": not a valid safetensors file: " + why); };
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail("cannot open " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail("cannot open " + path + ": not a regular file");
+  }
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ < 8) {
+    ::close(fd);
+    bad("file is " + std::to_string(size_) + " bytes, too short for a header (truncated?)");
+  }
+  map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map_ == MAP_FAILED) {
+    map_ = nullptr;
+    fail("cannot map " + path + ": " + std::strerror(errno));
+  }
+  try {
+    const uint8_t* base = static_cast<const uint8_t*>(map_);
+    uint64_t hlen = 0;
+    std::memcpy(&hlen, base, 8);
+    if (hlen > kMaxHeader) bad("header length " + std::to_string(hlen) + " exceeds 100 MB");
+    if (hlen > size_ - 8) bad("header length " + std::to_string(hlen) + " runs past end of file (truncated?)");
+    nlohmann::json h;
+    try {
+      h = nlohmann::json::parse(base + 8, base + 8 + hlen);
+    } catch (const std::exception& e) {
+      bad(std::string("header is not valid JSON (") + e.what() + ")");
+    }
+    if (!h.is_object()) bad("header is not a JSON object");
+    const uint8_t* data = base + 8 + hlen;
+    const size_t data_size = size_ - 8 - hlen;
+    std::vector<std::pair<size_t, size_t>> ranges;
+    for (auto it = h.begin(); it != h.end(); ++it) {
+      const std::string& name = it.key();
+      if (name == "__metadata__") {
+        if (!it->is_object()) bad("__metadata__ is not an object");
+        for (auto m = it->begin(); m != it->end(); ++m) {
+          if (!m->is_string()) bad("__metadata__ value for '" + m.key() + "' is not a string");
+          metadata_[m.key()] = m->get<std::string>();
+        }
+        continue;
+      }
+      const auto& e = *it;
+      if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+        bad("entry '" + name + "' lacks dtype/shape/data_offsets");
+      TensorView v;
+      v.name = name;
+      if (!e["dtype"].is_string() || !parse_dtype(e["dtype"].get<std::string>(), &v.dtype))
+        bad("entry '" + name + "' has unknown dtype " + e["dtype"].dump());
+      if (!e["shape"].is_array()) bad("entry '" + name + "' shape is not an array");
+      uint64_t numel = 1;
+      for (const auto& d : e["shape"]) {
+        if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > kMaxDim)
+          bad("entry '" + name + "' has an invalid dimension " + d.dump());
+        v.shape.push_back(d.get<int64_t>());
+        numel *= static_cast<uint64_t>(v.shape.back());
+        if (numel > (uint64_t(1) << 40)) bad("entry '" + name + "' is absurdly large");
+      }
+      const auto& off = e["data_offsets"];
+      if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+          !off[1].is_number_unsigned())
+        bad("entry '" + name + "' has malformed data_offsets");
+      uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
+      if (b > en || en > data_size)
+        bad("entry '" + name + "' data [" + std::to_string(b) + ", " + std::to_string(en) +
+            ") lies outside the " + std::to_string(data_size) + "-byte data region (truncated?)");
+      if (en - b != numel * dtype_size(v.dtype))
+        bad("entry '" + name + "' has " + std::to_string(en - b) + " bytes but dtype " +
+            dtype_name(v.dtype) + " x shape " + shape_str(v.shape) + " needs " +
+            std::to_string(numel * dtype_size(v.dtype)));
+      v.data = data + b;
+      v.nbytes = en - b;
+      if (en > b) ranges.emplace_back(b, en);
+      index_[name] = tensors_.size();
+      tensors_.push_back(std::move(v));
+    }
+    std::sort(ranges.begin(), ranges.end());
+    for (size_t i = 1; i < ranges.size(); ++i)
+      if (ranges[i].first < ranges[i - 1].second) bad("tensor data regions overlap");
+  } catch (...) {
+    ::munmap(map_, size_);
+    map_ = nullptr;
+    throw;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_) ::munmap(map_, size_);
+}
+
+const TensorView* SafetensorsFile::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+const TensorView& SafetensorsFile::get(const std::string& name) const {
+  const TensorView* v = find(name);
+  if (!v) fail(path_ + ": tensor '" + name + "' not found");
+  return *v;
+}
+
+Tensor SafetensorsFile::to_f32(const std::string& name) const {
+  const TensorView& v = get(name);
+  Tensor t(v.shape);
+  convert_to_f32(v.dtype, v.data, t.data(), v.numel());
+  return t;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json h = nlohmann::ordered_json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  size_t off = 0;
+  std::vector<size_t> offsets;
+  for (const auto& t : tensors) {
+    SDPAL_CHECK(t.name != "__metadata__" && !t.name.empty(), "invalid tensor name '" + t.name + "'");
+    size_t n = static_cast<size_t>(shape_numel(t.shape)) * dtype_size(t.dtype);
+    off = (off + 7) / 8 * 8;
+    offsets.push_back(off);
+    h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + n}}};
+    off += n;
+  }
+  std::string hs = h.dump();
+  while ((hs.size() + 8) % 8) hs.push_back(' ');
+  write_file_atomic(path, [&](std::FILE* f) {
+    uint64_t hl = hs.size();
+    bool ok = std::fwrite(&hl, 8, 1, f) == 1 && std::fwrite(hs.data(), 1, hs.size(), f) == hs.size();
+    size_t pos = 0;
+    static const char zeros[8] = {};
+    for (size_t i = 0; ok && i < tensors.size(); ++i) {
+      if (offsets[i] > pos) ok = std::fwrite(zeros, 1, offsets[i] - pos, f) == offsets[i] - pos;
+      size_t n = static_cast<size_t>(shape_numel(tensors[i].shape)) * dtype_size(tensors[i].dtype);
+      if (ok && n) ok = std::fwrite(tensors[i].data, 1, n, f) == n;
+      pos = offsets[i] + n;
+    }
+    if (!ok) fail("cannot write " + path + ": " + std::strerror(errno));
+  });
+}
+
+void write_safetensors_f32(const std::string& path,
+                           const std::vector<std::pair<std::string, const Tensor*>>& tensors,
+                           const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorToWrite> w;
+  for (const auto& [name, t] : tensors) w.push_back({name, DType::F32, t->shape(), t->data()});
+  write_safetensors(path, w, metadata);
+}
+
+}  // namespace sdpal
