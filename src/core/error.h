@@ -12,8 +12,8 @@ class Error : public std::runtime_error {
 
 [[noreturn]] inline void fail(const std::string& msg) { throw Error(msg); }
 
-#define SDPAL_CHECK(cond, msg)                 \
-  do {                                         \
+#define SDPAL_CHECK(cond, msg)                    \
+  do {                                            \
     if (!(cond)) ::sdpal::fail(std::string(msg)); \
   } while (0)
 

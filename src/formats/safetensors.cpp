@@ -45,7 +45,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     uint64_t hlen = 0;
     std::memcpy(&hlen, base, 8);
     if (hlen > kMaxHeader) bad("header length " + std::to_string(hlen) + " exceeds 100 MB");
-    if (hlen > size_ - 8) bad("header length " + std::to_string(hlen) + " runs past end of file (truncated?)");
+    if (hlen > size_ - 8)
+      bad("header length " + std::to_string(hlen) + " runs past end of file (truncated?)");
     nlohmann::json h;
     try {
       h = nlohmann::json::parse(base + 8, base + 8 + hlen);
@@ -67,7 +68,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         continue;
       }
       const auto& e = *it;
-      if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+      if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
+          !e.contains("data_offsets"))
         bad("entry '" + name + "' lacks dtype/shape/data_offsets");
       TensorView v;
       v.name = name;
@@ -139,18 +141,21 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   size_t off = 0;
   std::vector<size_t> offsets;
   for (const auto& t : tensors) {
-    SDPAL_CHECK(t.name != "__metadata__" && !t.name.empty(), "invalid tensor name '" + t.name + "'");
+    SDPAL_CHECK(t.name != "__metadata__" && !t.name.empty(),
+                "invalid tensor name '" + t.name + "'");
     size_t n = static_cast<size_t>(shape_numel(t.shape)) * dtype_size(t.dtype);
     off = (off + 7) / 8 * 8;
     offsets.push_back(off);
-    h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + n}}};
+    h[t.name] = {
+        {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + n}}};
     off += n;
   }
   std::string hs = h.dump();
   while ((hs.size() + 8) % 8) hs.push_back(' ');
   write_file_atomic(path, [&](std::FILE* f) {
     uint64_t hl = hs.size();
-    bool ok = std::fwrite(&hl, 8, 1, f) == 1 && std::fwrite(hs.data(), 1, hs.size(), f) == hs.size();
+    bool ok =
+        std::fwrite(&hl, 8, 1, f) == 1 && std::fwrite(hs.data(), 1, hs.size(), f) == hs.size();
     size_t pos = 0;
     static const char zeros[8] = {};
     for (size_t i = 0; ok && i < tensors.size(); ++i) {

@@ -12,9 +12,9 @@ struct Conv2dParams {
   int pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
 };
 
-// x: [N, H, W, Cin]; w: [Cout, Cin, kh, kw] (fp32); bias: [Cout] or null. Returns [N, Ho, Wo, Cout].
-// 1x1 stride-1 convolutions are a plain GEMM; others go through chunked im2col + GEMM, with the
-// im2col columns ordered (ci, ky, kx) so the OIHW weight is used as it is, with no reorder.
+// x: [N, H, W, Cin]; w: [Cout, Cin, kh, kw] (fp32); bias: [Cout] or null. Returns [N, Ho, Wo,
+// Cout]. 1x1 stride-1 convolutions are a plain GEMM; others go through chunked im2col + GEMM, with
+// the im2col columns ordered (ci, ky, kx) so the OIHW weight is used as it is, with no reorder.
 Tensor conv2d(const Tensor& x, const float* w, const float* bias, const Conv2dParams& p);
 
 // Floating-point operations of one such convolution (for benchmarks).

@@ -11,7 +11,8 @@
 
 namespace sdpal::k {
 
-void group_norm_(Tensor& x, int64_t G, const float* gamma, const float* beta, float eps, bool silu) {
+void group_norm_(Tensor& x, int64_t G, const float* gamma, const float* beta, float eps,
+                 bool silu) {
   const int64_t N = x.dim(0), C = x.dim(-1);
   SDPAL_CHECK(C % G == 0, "group_norm: " + std::to_string(C) + " channels not divisible by " +
                               std::to_string(G) + " groups");

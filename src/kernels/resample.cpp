@@ -15,17 +15,18 @@ Tensor upsample_nearest(const Tensor& x, int64_t Ho, int64_t Wo) {
       const int64_t iy = oy * H / Ho;
       for (int64_t ox = 0; ox < Wo; ++ox) {
         const int64_t ix = ox * W / Wo;
-        std::memcpy(y.data() + ((n * Ho + oy) * Wo + ox) * C, x.data() + ((n * H + iy) * W + ix) * C,
-                    C * 4);
+        std::memcpy(y.data() + ((n * Ho + oy) * Wo + ox) * C,
+                    x.data() + ((n * H + iy) * W + ix) * C, C * 4);
       }
     }
   return y;
 }
 
 Tensor concat_channels(const Tensor& a, const Tensor& b) {
-  SDPAL_CHECK(a.ndim() == 4 && b.ndim() == 4 && a.dim(0) == b.dim(0) && a.dim(1) == b.dim(1) &&
-                  a.dim(2) == b.dim(2),
-              "concat_channels: shape mismatch " + shape_str(a.shape()) + " vs " + shape_str(b.shape()));
+  SDPAL_CHECK(
+      a.ndim() == 4 && b.ndim() == 4 && a.dim(0) == b.dim(0) && a.dim(1) == b.dim(1) &&
+          a.dim(2) == b.dim(2),
+      "concat_channels: shape mismatch " + shape_str(a.shape()) + " vs " + shape_str(b.shape()));
   const int64_t P = a.dim(0) * a.dim(1) * a.dim(2), Ca = a.dim(3), Cb = b.dim(3);
   Tensor y({a.dim(0), a.dim(1), a.dim(2), Ca + Cb});
 #pragma omp parallel for
@@ -37,8 +38,8 @@ Tensor concat_channels(const Tensor& a, const Tensor& b) {
 }
 
 void add_(Tensor& a, const Tensor& b) {
-  SDPAL_CHECK(a.numel() == b.numel(), "add_: size mismatch " + shape_str(a.shape()) + " vs " +
-                                          shape_str(b.shape()));
+  SDPAL_CHECK(a.numel() == b.numel(),
+              "add_: size mismatch " + shape_str(a.shape()) + " vs " + shape_str(b.shape()));
   const int64_t n = a.numel();
   float* x = a.data();
   const float* y = b.data();

@@ -20,8 +20,8 @@ void Linear::load(const WeightStore& ws, const std::string& path, int64_t in_, i
 }
 
 Tensor Linear::operator()(const Tensor& x) const {
-  SDPAL_CHECK(x.dim(-1) == in, "linear: input " + shape_str(x.shape()) + " does not end in " +
-                                   std::to_string(in));
+  SDPAL_CHECK(x.dim(-1) == in,
+              "linear: input " + shape_str(x.shape()) + " does not end in " + std::to_string(in));
   return k::linear(x, w.f32(), b.valid() ? b.f32() : nullptr, out);
 }
 
@@ -38,9 +38,9 @@ void Conv2d::load(const WeightStore& ws, const std::string& path, int64_t in_, i
 }
 
 Tensor Conv2d::operator()(const Tensor& x) const {
-  SDPAL_CHECK(x.ndim() == 4 && x.dim(3) == in,
-              "conv2d: input " + shape_str(x.shape()) + " does not have " + std::to_string(in) +
-                  " channels");
+  SDPAL_CHECK(x.ndim() == 4 && x.dim(3) == in, "conv2d: input " + shape_str(x.shape()) +
+                                                   " does not have " + std::to_string(in) +
+                                                   " channels");
   const float* bias = b.valid() ? b.f32() : nullptr;  // small: never the scratch buffer
   return k::conv2d(x, w.f32(), bias, p);
 }
@@ -67,6 +67,8 @@ void LayerNorm::load(const WeightStore& ws, const std::string& path, int64_t dim
   b = ws.param(join(path, "bias"), {dim});
 }
 
-Tensor LayerNorm::operator()(const Tensor& x) const { return k::layer_norm(x, g.f32(), b.f32(), eps); }
+Tensor LayerNorm::operator()(const Tensor& x) const {
+  return k::layer_norm(x, g.f32(), b.f32(), eps);
+}
 
 }  // namespace sdpal

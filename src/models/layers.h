@@ -17,7 +17,8 @@ struct Linear {
   Param w, b;
   int64_t in = 0, out = 0;
   // Accepts [out, in] or a 1x1 convolution's [out, in, 1, 1] (identical on channel-last data).
-  void load(const WeightStore& ws, const std::string& path, int64_t in, int64_t out, bool bias = true);
+  void load(const WeightStore& ws, const std::string& path, int64_t in, int64_t out,
+            bool bias = true);
   Tensor operator()(const Tensor& x) const;  // [..., in] -> [..., out]
 };
 
@@ -27,7 +28,7 @@ struct Conv2d {
   int64_t in = 0;
   void load(const WeightStore& ws, const std::string& path, int64_t in, int64_t out, int kernel,
             int stride = 1, int pad = -1, bool bias = true);  // pad -1: kernel/2
-  Tensor operator()(const Tensor& x) const;  // NHWC
+  Tensor operator()(const Tensor& x) const;                   // NHWC
 };
 
 struct GroupNorm {

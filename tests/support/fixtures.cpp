@@ -3,21 +3,60 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 namespace sdpal::test {
 
 std::string fixtures_dir() {
-  return (std::filesystem::path(SDPAL_SOURCE_DIR) / ".." / "shared" / "fixtures").lexically_normal();
+  return (std::filesystem::path(SDPAL_SOURCE_DIR) / ".." / "shared" / "fixtures")
+      .lexically_normal();
 }
 
-bool fixtures_available() { return std::filesystem::exists(fixtures_dir() + "/tiny-sd1/manifest.json"); }
+bool fixtures_available() {
+  return std::filesystem::exists(fixtures_dir() + "/tiny-sd1/manifest.json");
+}
+
+namespace {
+// The manifests are written by Python's json module, which emits NaN/Infinity/-Infinity; those
+// are not JSON, so they are turned into null outside of strings before parsing.
+std::string python_json_to_json(const std::string& s) {
+  std::string r;
+  bool in_str = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char ch = s[i];
+    if (in_str) {
+      r += ch;
+      if (ch == '\\' && i + 1 < s.size())
+        r += s[++i];
+      else if (ch == '"')
+        in_str = false;
+      continue;
+    }
+    if (ch == '"') in_str = true;
+    for (const char* tok : {"-Infinity", "Infinity", "NaN"}) {
+      size_t n = std::char_traits<char>::length(tok);
+      if (s.compare(i, n, tok) == 0) {
+        r += "null";
+        i += n;
+        ch = i < s.size() ? s[i] : ' ';
+        break;
+      }
+    }
+    if (i < s.size()) r += s[i];
+  }
+  return r;
+}
+}  // namespace
 
 nlohmann::json manifest(const std::string& fixture) {
   std::ifstream f(fixtures_dir() + "/" + fixture + "/manifest.json");
-  return nlohmann::json::parse(f);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return nlohmann::json::parse(python_json_to_json(text));
 }
 
-std::string model_dir(const std::string& fixture) { return fixtures_dir() + "/" + fixture + "/model"; }
+std::string model_dir(const std::string& fixture) {
+  return fixtures_dir() + "/" + fixture + "/model";
+}
 
 Case load_case(const std::string& fixture, const std::string& id) {
   nlohmann::json m = manifest(fixture);
@@ -60,8 +99,8 @@ void expect_close(const Tensor& got, const Tensor& want, double atol, double rto
   EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << got.numel()
                     << " elements out of tolerance (atol " << atol << ", rtol " << rtol
                     << "); worst at " << worst << ": got " << (worst >= 0 ? got[worst] : 0)
-                    << " want " << (worst >= 0 ? want[worst] : 0)
-                    << "; max abs diff " << max_abs_diff(got, want);
+                    << " want " << (worst >= 0 ? want[worst] : 0) << "; max abs diff "
+                    << max_abs_diff(got, want);
 }
 
 }  // namespace sdpal::test

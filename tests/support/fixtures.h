@@ -14,9 +14,9 @@ namespace sdpal::test {
 // Absolute path of ../shared/fixtures relative to the repository root.
 std::string fixtures_dir();
 // Skips the current test (GTEST_SKIP) with a clear message if the fixtures are absent.
-#define SDPAL_REQUIRE_FIXTURES()                                                        \
-  do {                                                                                  \
-    if (!::sdpal::test::fixtures_available())                                           \
+#define SDPAL_REQUIRE_FIXTURES()                                                      \
+  do {                                                                                \
+    if (!::sdpal::test::fixtures_available())                                         \
       GTEST_SKIP() << "../shared/fixtures not found beside the repository; skipping"; \
   } while (0)
 bool fixtures_available();

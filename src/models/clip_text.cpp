@@ -1,0 +1,101 @@
+#include "models/clip_text.h"
+
+#include "core/error.h"
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/resample.h"
+#include "models/config.h"
+
+namespace sdpal {
+
+ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j, const std::string& where) {
+  ClipTextConfig c;
+  c.hidden = cfg_int(j, "hidden_size", where);
+  c.intermediate = cfg_int(j, "intermediate_size", where);
+  c.heads = cfg_int(j, "num_attention_heads", where);
+  c.layers = cfg_int(j, "num_hidden_layers", where);
+  c.vocab = cfg_int(j, "vocab_size", 49408, where);
+  c.positions = cfg_int(j, "max_position_embeddings", 77, where);
+  c.act = cfg_str(j, "hidden_act", "quick_gelu", where);
+  c.eps = static_cast<float>(cfg_num(j, "layer_norm_eps", 1e-5, where));
+  SDPAL_CHECK(c.act == "quick_gelu" || c.act == "gelu",
+              where + ": unsupported hidden_act '" + c.act + "' (quick_gelu or gelu)");
+  SDPAL_CHECK(c.hidden > 0 && c.heads > 0 && c.hidden % c.heads == 0 && c.layers > 0,
+              where + ": hidden_size must be a positive multiple of num_attention_heads");
+  return c;
+}
+
+ClipTextModel::ClipTextModel(const WeightStore& ws, const ClipTextConfig& cfg)
+    : ws_(ws), cfg_(cfg) {
+  const std::string p = "text_model.";
+  tok_emb_ = &ws.get(p + "embeddings.token_embedding.weight", {cfg.vocab, cfg.hidden});
+  pos_emb_ = ws.param(p + "embeddings.position_embedding.weight", {cfg.positions, cfg.hidden});
+  // Positions are 0..T-1; a stored position_ids buffer is known and not needed.
+  if (ws.has(p + "embeddings.position_ids")) ws.get(p + "embeddings.position_ids");
+  const int64_t D = cfg.hidden;
+  for (int64_t i = 0; i < cfg.layers; ++i) {
+    const std::string l = p + "encoder.layers." + std::to_string(i) + ".";
+    Layer L;
+    L.ln1.load(ws, l + "layer_norm1", D, cfg.eps);
+    L.ln2.load(ws, l + "layer_norm2", D, cfg.eps);
+    L.q.load(ws, l + "self_attn.q_proj", D, D);
+    L.k.load(ws, l + "self_attn.k_proj", D, D);
+    L.v.load(ws, l + "self_attn.v_proj", D, D);
+    L.o.load(ws, l + "self_attn.out_proj", D, D);
+    L.fc1.load(ws, l + "mlp.fc1", D, cfg.intermediate);
+    L.fc2.load(ws, l + "mlp.fc2", cfg.intermediate, D);
+    layers_.push_back(std::move(L));
+  }
+  final_ln_.load(ws, p + "final_layer_norm", D, cfg.eps);
+}
+
+ClipTextOutput ClipTextModel::forward(const std::vector<std::vector<int>>& ids, int skip) const {
+  SDPAL_CHECK(!ids.empty(), "text encoder: no prompts");
+  SDPAL_CHECK(skip >= 0 && skip < cfg_.layers,
+              "clip skip " + std::to_string(skip) + " out of range for a " +
+                  std::to_string(cfg_.layers) + "-layer text encoder");
+  const int64_t B = ids.size(), T = ids[0].size(), D = cfg_.hidden;
+  SDPAL_CHECK(T > 0 && T <= cfg_.positions, "text encoder: sequence length " + std::to_string(T) +
+                                                " exceeds " + std::to_string(cfg_.positions));
+  Tensor x({B, T, D});
+  const float* pos = pos_emb_.f32();
+  const size_t es = dtype_size(tok_emb_->dtype);
+  for (int64_t b = 0; b < B; ++b) {
+    SDPAL_CHECK(static_cast<int64_t>(ids[b].size()) == T, "text encoder: ragged token batch");
+    for (int64_t t = 0; t < T; ++t) {
+      const int id = ids[b][t];
+      SDPAL_CHECK(id >= 0 && id < cfg_.vocab,
+                  "text encoder: token id " + std::to_string(id) + " outside the vocabulary");
+      float* row = x.data() + (b * T + t) * D;
+      convert_to_f32(tok_emb_->dtype, tok_emb_->data + static_cast<size_t>(id) * D * es, row, D);
+      for (int64_t d = 0; d < D; ++d) row[d] += pos[t * D + d];
+    }
+  }
+  const int64_t run = cfg_.layers - skip;
+  Tensor last_out;
+  for (int64_t i = 0; i < run; ++i) {
+    const Layer& L = layers_[i];
+    Tensor h = L.ln1(x);
+    Tensor a = k::attention(L.q(h), L.k(h), L.v(h), cfg_.heads, /*causal=*/true);
+    k::add_(x, L.o(a));
+    h = L.ln2(x);
+    Tensor f = L.fc1(h);
+    if (cfg_.act == "gelu")
+      k::gelu_(f);
+    else
+      k::quick_gelu_(f);
+    k::add_(x, L.fc2(f));
+  }
+  ClipTextOutput out;
+  out.hidden = final_ln_(x);
+  out.pooled = Tensor({B, D});
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t best = 0;
+    for (int64_t t = 1; t < T; ++t)
+      if (ids[b][t] > ids[b][best]) best = t;
+    std::copy_n(out.hidden.data() + (b * T + best) * D, D, out.pooled.data() + b * D);
+  }
+  return out;
+}
+
+}  // namespace sdpal

@@ -1,0 +1,55 @@
+// UNet2DConditionModel (diffusers) for SD 1.x / 2.x, built from its config.json: every block type
+// of those models, conv or linear projections, per-block head counts, sinusoidal timestep
+// embedding exactly as diffusers computes it.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "models/blocks.h"
+
+namespace sdpal {
+
+struct UNetConfig {
+  int64_t in_channels = 4, out_channels = 4;
+  std::vector<int64_t> block_out_channels;
+  std::vector<int64_t> layers_per_block;     // per down block
+  std::vector<int64_t> heads;                // per down block
+  std::vector<int64_t> transformer_layers;   // per down block
+  std::vector<int64_t> cross_attention_dim;  // per down block
+  std::vector<std::string> down_block_types, up_block_types;
+  std::string mid_block_type = "UNetMidBlock2DCrossAttn";
+  int64_t norm_num_groups = 32;
+  float norm_eps = 1e-5f;
+  bool flip_sin_to_cos = true;
+  double freq_shift = 0;
+  int64_t time_embed_dim = 0;  // 4 * block_out_channels[0]
+  int64_t sample_size = 64;
+  static UNetConfig from_json(const nlohmann::json& j, const std::string& where);
+};
+
+class UNet {
+ public:
+  UNet(const WeightStore& ws, const UNetConfig& cfg);
+  const UNetConfig& config() const { return cfg_; }
+  // sample [B, C, h, w] (NCHW), timesteps: 1 value (shared) or B values, context [B, S, D].
+  Tensor forward(const Tensor& sample, const std::vector<double>& timesteps,
+                 const Tensor& context) const;
+
+ private:
+  struct Level {
+    std::vector<ResnetBlock2D> resnets;
+    std::vector<Transformer2DModel> attentions;  // empty for plain blocks
+    std::optional<Downsample2D> down;
+    std::optional<Upsample2D> up;
+  };
+  Tensor time_embedding(const std::vector<double>& t, int64_t batch) const;
+  UNetConfig cfg_;
+  Conv2d conv_in_, conv_out_;
+  Linear time_linear_1_, time_linear_2_;
+  std::vector<Level> down_, up_;
+  ResnetBlock2D mid_res0_, mid_res1_;
+  std::optional<Transformer2DModel> mid_attn_;
+  GroupNorm norm_out_;
+};
+
+}  // namespace sdpal
