@@ -82,15 +82,15 @@ void BasicTransformerBlock::operator()(Tensor& x, const Tensor& context) const {
 
 void Transformer2DModel::load(const WeightStore& ws, const std::string& p, int64_t channels,
                               int64_t heads, int64_t head_dim, int64_t context_dim, int64_t layers,
-                              int64_t groups) {
+                              int64_t groups, bool linear_projection) {
   const int64_t inner = heads * head_dim;
   norm.load(ws, join(p, "norm"), channels, groups, 1e-6f);
-  proj_in.load(ws, join(p, "proj_in"), channels, inner);
+  proj_in.load(ws, join(p, "proj_in"), channels, inner, true, !linear_projection);
   blocks.resize(layers);
   for (int64_t i = 0; i < layers; ++i)
     blocks[i].load(ws, join(p, "transformer_blocks." + std::to_string(i)), inner, heads, head_dim,
                    context_dim);
-  proj_out.load(ws, join(p, "proj_out"), inner, channels);
+  proj_out.load(ws, join(p, "proj_out"), inner, channels, true, !linear_projection);
 }
 
 Tensor Transformer2DModel::operator()(const Tensor& x, const Tensor& context) const {

@@ -44,7 +44,8 @@ struct Transformer2DModel {
   Linear proj_in, proj_out;  // 1x1 conv or Linear: identical on channel-last data
   std::vector<BasicTransformerBlock> blocks;
   void load(const WeightStore& ws, const std::string& path, int64_t channels, int64_t heads,
-            int64_t head_dim, int64_t context_dim, int64_t layers, int64_t groups);
+            int64_t head_dim, int64_t context_dim, int64_t layers, int64_t groups,
+            bool linear_projection);  // diffusers' use_linear_projection (else 1x1 convs)
   Tensor operator()(const Tensor& x, const Tensor& context) const;  // NHWC
 };
 

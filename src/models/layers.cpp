@@ -7,15 +7,10 @@
 namespace sdpal {
 
 void Linear::load(const WeightStore& ws, const std::string& path, int64_t in_, int64_t out_,
-                  bool bias) {
+                  bool bias, bool conv1x1) {
   in = in_;
   out = out_;
-  const std::string wn = join(path, "weight");
-  const TensorView* v = ws.find(wn);
-  if (v && v->shape.size() == 4)
-    w = ws.param(wn, {out, in, 1, 1});
-  else
-    w = ws.param(wn, {out, in});
+  w = ws.param(join(path, "weight"), conv1x1 ? Shape{out, in, 1, 1} : Shape{out, in});
   if (bias) b = ws.param(join(path, "bias"), {out});
 }
 

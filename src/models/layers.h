@@ -16,9 +16,10 @@ inline std::string join(const std::string& prefix, const std::string& name) {
 struct Linear {
   Param w, b;
   int64_t in = 0, out = 0;
-  // Accepts [out, in] or a 1x1 convolution's [out, in, 1, 1] (identical on channel-last data).
+  // conv1x1: the weight is a 1x1 convolution's [out, in, 1, 1] (identical on channel-last data)
+  // instead of a Linear's [out, in].
   void load(const WeightStore& ws, const std::string& path, int64_t in, int64_t out,
-            bool bias = true);
+            bool bias = true, bool conv1x1 = false);
   Tensor operator()(const Tensor& x) const;  // [..., in] -> [..., out]
 };
 

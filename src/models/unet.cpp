@@ -53,6 +53,7 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& j, const std::string& whe
   c.cross_attention_dim = cfg_int_or_list(j, "cross_attention_dim", n, 1280, where);
   c.norm_num_groups = cfg_int(j, "norm_num_groups", 32, where);
   c.norm_eps = static_cast<float>(cfg_num(j, "norm_eps", 1e-5, where));
+  c.use_linear_projection = cfg_bool(j, "use_linear_projection", false, where);
   c.flip_sin_to_cos = cfg_bool(j, "flip_sin_to_cos", true, where);
   c.freq_shift = cfg_num(j, "freq_shift", 0, where);
   c.time_embed_dim = cfg_int(j, "time_embedding_dim", 4 * c.block_out_channels[0], where);
@@ -86,7 +87,7 @@ UNet::UNet(const WeightStore& ws, const UNetConfig& cfg) : cfg_(cfg) {
         L.attentions.emplace_back();
         L.attentions.back().load(ws, p + ".attentions." + std::to_string(j), C[i], cfg.heads[i],
                                  C[i] / cfg.heads[i], cfg.cross_attention_dim[i],
-                                 cfg.transformer_layers[i], G);
+                                 cfg.transformer_layers[i], G, cfg.use_linear_projection);
       }
     }
     if (i + 1 < n) {
@@ -101,7 +102,7 @@ UNet::UNet(const WeightStore& ws, const UNetConfig& cfg) : cfg_(cfg) {
   mid_attn_.emplace();
   mid_attn_->load(ws, "mid_block.attentions.0", C[n - 1], cfg.heads[n - 1],
                   C[n - 1] / cfg.heads[n - 1], cfg.cross_attention_dim[n - 1],
-                  cfg.transformer_layers[n - 1], G);
+                  cfg.transformer_layers[n - 1], G, cfg.use_linear_projection);
   mid_res1_.load(ws, "mid_block.resnets.1", C[n - 1], C[n - 1], T, G, eps);
 
   // Up path: block i works at reversed channel index r = n-1-i.
@@ -122,7 +123,7 @@ UNet::UNet(const WeightStore& ws, const UNetConfig& cfg) : cfg_(cfg) {
         L.attentions.emplace_back();
         L.attentions.back().load(ws, p + ".attentions." + std::to_string(j), out, cfg.heads[r],
                                  out / cfg.heads[r], cfg.cross_attention_dim[r],
-                                 cfg.transformer_layers[r], G);
+                                 cfg.transformer_layers[r], G, cfg.use_linear_projection);
       }
     }
     if (i + 1 < n) {

@@ -20,6 +20,7 @@ struct UNetConfig {
   std::string mid_block_type = "UNetMidBlock2DCrossAttn";
   int64_t norm_num_groups = 32;
   float norm_eps = 1e-5f;
+  bool use_linear_projection = false;
   bool flip_sin_to_cos = true;
   double freq_shift = 0;
   int64_t time_embed_dim = 0;  // 4 * block_out_channels[0]

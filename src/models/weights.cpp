@@ -72,6 +72,10 @@ std::string WeightStore::source() const {
 
 const TensorView& WeightStore::get(const std::string& name, const Shape& expect) const {
   const TensorView* v = find(name);
+  if (!v && synth_ && !expect.empty()) {
+    views_[name] = synth_(name, expect);
+    v = find(name);
+  }
   if (!v)
     fail(label_ + ": missing tensor '" + name + "' in " + source() +
          " (the weights do not match the config's architecture)");

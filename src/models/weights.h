@@ -58,14 +58,21 @@ class WeightStore {
   int64_t total_bytes() const;
   int64_t count_dtype(DType t) const;
 
+  // Shape discovery: when set, a tensor that get() cannot find is created by `make(name, shape)`
+  // (the shape the architecture expects) instead of failing. Building a model on such a store
+  // yields its complete tensor list, e.g. to write random-weight models of a given config.
+  using Synthesizer = std::function<TensorView(const std::string& name, const Shape& shape)>;
+  void set_synthesizer(Synthesizer make) { synth_ = std::move(make); }
+
   // Scratch for expanding large weights to fp32 (see Param::f32).
   float* scratch(size_t n) const;
 
  private:
   std::string label_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
-  std::map<std::string, TensorView> views_;
+  mutable std::map<std::string, TensorView> views_;  // mutable: shape discovery adds entries
   mutable std::set<std::string> used_;
+  Synthesizer synth_;
   struct AlignedFree {
     void operator()(float* p) const;
   };
