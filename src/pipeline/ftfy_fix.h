@@ -1,0 +1,21 @@
+// Text repair equivalent to ftfy.fix_text() with its default settings (ftfy 6.x), which the
+// slow CLIPTokenizer applies before lower-casing. Steps, repeated until nothing changes:
+// HTML entity un-escaping ("auto": skipped from the first line containing '<' on),
+// C1 controls read as Windows-1252, Latin ligatures split (ﬁ -> fi), half/full-width forms
+// narrowed (ＡＢ -> AB, U+3000 -> space), curly quotes straightened, line breaks unified,
+// ANSI terminal escapes and invisible control characters removed, NFC normalisation.
+//
+// Not implemented: ftfy's mojibake heuristic (fix_encoding, e.g. "cafÃ©" -> "café"), whose
+// detection rules change between ftfy releases; such text is tokenized as written.
+#pragma once
+#include <string>
+#include <string_view>
+
+namespace sdpal {
+
+std::u32string fix_text_like_ftfy(std::u32string_view text);
+
+// The individual steps, exposed for tests.
+std::u32string unescape_html_like_ftfy(std::u32string_view text);
+
+}  // namespace sdpal
