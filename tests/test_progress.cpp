@@ -6,8 +6,7 @@
 #include <cstdlib>
 #include <string>
 
-// The CLI's sources are not part of the library the tests link, so compile the one under test.
-#include "tools/progress.cpp"
+#include "tools/progress.h"
 
 using sdpal::Progress;
 
