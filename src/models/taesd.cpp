@@ -178,6 +178,8 @@ std::shared_ptr<const Stack> build_stack(std::unique_ptr<WeightStore> ws, Role r
       if (stride == 2) s->scale *= 2;
       if (first) s->in_channels = layer.conv.in;
     } else {
+      if (k.block_convs.empty())
+        fail(ws->label() + ": layer " + path + " in " + ws->source() + " has no weight tensor");
       if (s->layers.empty())
         fail(ws->label() + ": " + ws->source() + " does not start with a convolution");
       layer.kind = Kind::kBlock;
