@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace sdpal {
 
@@ -103,7 +104,7 @@ Tensor nchw_to_nhwc(const Tensor& x) {
   SDPAL_CHECK(x.ndim() == 4, "nchw_to_nhwc needs 4-D, got " + shape_str(x.shape()));
   const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), HW = H * W;
   Tensor y({N, H, W, C});
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (x.numel() > kParallelGrain)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t p = 0; p < HW; ++p)
       for (int64_t c = 0; c < C; ++c) y[(n * HW + p) * C + c] = x[(n * C + c) * HW + p];
@@ -114,7 +115,7 @@ Tensor nhwc_to_nchw(const Tensor& x) {
   SDPAL_CHECK(x.ndim() == 4, "nhwc_to_nchw needs 4-D, got " + shape_str(x.shape()));
   const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3), HW = H * W;
   Tensor y({N, C, H, W});
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (x.numel() > kParallelGrain)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t p = 0; p < HW; ++p) y[(n * C + c) * HW + p] = x[(n * HW + p) * C + c];

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/parallel.h"
+
 namespace sdpal::k {
 
 void silu_(float* x, int64_t n) {
@@ -40,7 +42,7 @@ Tensor geglu(const Tensor& h) {
   Shape s = h.shape();
   s.back() = D;
   Tensor y(s);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * D2 > kParallelGrain)
   for (int64_t m = 0; m < M; ++m) {
     const float* a = h.data() + m * D2;
     float* o = y.data() + m * D;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kernels/gemm.h"
 
 namespace sdpal::k {
@@ -48,7 +49,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head
   const int64_t nchunks = (Tq + kQueryChunk - 1) / kQueryChunk;
   const int64_t tasks = B * heads * nchunks;
   std::vector<std::vector<float>> scratch(omp_get_max_threads());
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (B * heads * Tq * Tk * D > kParallelGrain)
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t b = t / (heads * nchunks), h = (t / nchunks) % heads, c = t % nchunks;
     const int64_t q0 = c * kQueryChunk, nq = std::min(kQueryChunk, Tq - q0);

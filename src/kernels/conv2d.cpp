@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kernels/gemm.h"
 
 namespace sdpal::k {
@@ -38,7 +39,7 @@ Tensor conv2d(const Tensor& x, const float* w, const float* bias, const Conv2dPa
   const int64_t taps = p.kh * p.kw;
   for (int64_t r0 = 0; r0 < P; r0 += rows) {
     const int64_t nr = std::min(rows, P - r0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nr * K > kParallelGrain)
     for (int64_t r = 0; r < nr; ++r) {
       const int64_t q = r0 + r;
       const int64_t n = q / (Ho * Wo), oy = (q / Wo) % Ho, ox = q % Wo;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kernels/activation.h"
 
 namespace sdpal::k {
@@ -25,7 +26,7 @@ void group_norm_(Tensor& x, int64_t G, const float* gamma, const float* beta, fl
     std::fill(part.begin(), part.end(), 0.0);
     // Per-channel sums, accumulated per thread then reduced; the mean is taken first and the
     // variance around it in a second pass for accuracy.
-#pragma omp parallel
+#pragma omp parallel if (S * C > kParallelGrain)
     {
       double* s = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * C;
 #pragma omp for schedule(static)
@@ -40,7 +41,7 @@ void group_norm_(Tensor& x, int64_t G, const float* gamma, const float* beta, fl
     for (int64_t g = 0; g < G; ++g) mean[g] /= double(S * Cg);
     std::vector<float> meanc(C);
     for (int64_t c = 0; c < C; ++c) meanc[c] = static_cast<float>(mean[c / Cg]);
-#pragma omp parallel
+#pragma omp parallel if (S * C > kParallelGrain)
     {
       double* s = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * C + C;
       std::fill(s, s + C, 0.0);
@@ -62,7 +63,7 @@ void group_norm_(Tensor& x, int64_t G, const float* gamma, const float* beta, fl
       a[c] = static_cast<float>(rstd * gm);
       b[c] = static_cast<float>((beta ? beta[c] : 0.0) - mean[g] * rstd * gm);
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (S * C > kParallelGrain)
     for (int64_t p = 0; p < S; ++p) {
       float* r = xn + p * C;
       for (int64_t c = 0; c < C; ++c) r[c] = r[c] * a[c] + b[c];
@@ -81,7 +82,7 @@ Tensor group_norm(const Tensor& x, int64_t groups, const float* gamma, const flo
 Tensor layer_norm(const Tensor& x, const float* gamma, const float* beta, float eps) {
   const int64_t C = x.dim(-1), R = x.numel() / C;
   Tensor y(x.shape());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelGrain)
   for (int64_t r = 0; r < R; ++r) {
     const float* xr = x.data() + r * C;
     float* yr = y.data() + r * C;

@@ -3,13 +3,14 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace sdpal::k {
 
 Tensor upsample_nearest(const Tensor& x, int64_t Ho, int64_t Wo) {
   const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
   Tensor y({N, Ho, Wo, C});
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (y.numel() > kParallelGrain)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t oy = 0; oy < Ho; ++oy) {
       const int64_t iy = oy * H / Ho;
@@ -29,7 +30,7 @@ Tensor concat_channels(const Tensor& a, const Tensor& b) {
       "concat_channels: shape mismatch " + shape_str(a.shape()) + " vs " + shape_str(b.shape()));
   const int64_t P = a.dim(0) * a.dim(1) * a.dim(2), Ca = a.dim(3), Cb = b.dim(3);
   Tensor y({a.dim(0), a.dim(1), a.dim(2), Ca + Cb});
-#pragma omp parallel for
+#pragma omp parallel for if (y.numel() > kParallelGrain)
   for (int64_t p = 0; p < P; ++p) {
     std::memcpy(y.data() + p * (Ca + Cb), a.data() + p * Ca, Ca * 4);
     std::memcpy(y.data() + p * (Ca + Cb) + Ca, b.data() + p * Cb, Cb * 4);

@@ -1,6 +1,7 @@
 #include "models/blocks.h"
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/norm.h"
@@ -29,7 +30,7 @@ Tensor ResnetBlock2D::operator()(const Tensor& x, const Tensor& temb_act) const 
   if (time_emb_proj) {
     Tensor t = (*time_emb_proj)(temb_act);  // [B, out]
     const int64_t B = h.dim(0), C = h.dim(3), S = h.dim(1) * h.dim(2);
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (h.numel() > kParallelGrain)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t s = 0; s < S; ++s) {
         float* r = h.data() + (b * S + s) * C;

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace sdpal {
 
@@ -24,7 +25,7 @@ const float* Param::f32() const {
   float* s = store_->scratch(view_->numel());
   const int64_t n = view_->numel(), block = 1 << 16;
   const size_t es = dtype_size(view_->dtype);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
   for (int64_t b = 0; b < (n + block - 1) / block; ++b) {
     const int64_t s0 = b * block;
     convert_to_f32(view_->dtype, view_->data + s0 * es, s + s0, std::min(block, n - s0));

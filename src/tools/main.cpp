@@ -1,7 +1,9 @@
 // sdpal command-line entry point: dispatches to the registered subcommands.
 #include <omp.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "core/error.h"
@@ -26,6 +28,14 @@ const std::vector<Command>& registered_commands() { return registry(); }
 }  // namespace sdpal
 
 int main(int argc, char** argv) {
+  // libgomp reads its wait policy when it loads, before main. Its default, spinning at every
+  // barrier, turns a busy machine (other processes on the cores) into a 50x slowdown for models
+  // with many small layers; passive waiting costs next to nothing on large layers. So, unless the
+  // user chose a policy, restart once with OMP_WAIT_POLICY=passive.
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
+  }
   CLI::App app{"sdpal " SDPAL_VERSION
                " - Stable Diffusion runtime and compression toolkit for CPUs"};
   app.set_version_flag("--version", "sdpal " SDPAL_VERSION);

@@ -1,0 +1,210 @@
+#include "pipeline/generate.h"
+
+// Guidance u + g*(c - u) is rounded op by op as torch does it: no fused multiply-adds here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "models/taesd.h"
+#include "pipeline/rng.h"
+#include "pipeline/scheduler.h"
+
+namespace sdpal {
+
+namespace {
+
+void validate(const StableDiffusion& m, const GenerateParams& p) {
+  SDPAL_CHECK(!p.prompts.empty(), "no prompt given");
+  const int f = vae_scale_factor(m);
+  const int mult = std::max(8, f);
+  SDPAL_CHECK(p.width > 0 && p.height > 0 && p.width % mult == 0 && p.height % mult == 0,
+              "width and height must be positive multiples of " + std::to_string(mult) + ", got " +
+                  std::to_string(p.width) + "x" + std::to_string(p.height));
+  SDPAL_CHECK(p.width <= 8192 && p.height <= 8192 &&
+                  int64_t(p.width) * p.height * int64_t(p.prompts.size()) <= (int64_t(1) << 28),
+              "image size " + std::to_string(p.width) + "x" + std::to_string(p.height) + " x " +
+                  std::to_string(p.prompts.size()) + " images is too large");
+  SDPAL_CHECK(p.steps > 0 && p.steps <= 1000,
+              "steps must be between 1 and 1000, got " + std::to_string(p.steps));
+  SDPAL_CHECK(std::isfinite(p.cfg_scale), "cfg scale must be a finite number");
+  SDPAL_CHECK(p.clip_skip >= 1 && p.clip_skip <= m.text_encoder->config().layers,
+              "clip skip must be between 1 and " + std::to_string(m.text_encoder->config().layers));
+  SDPAL_CHECK(p.negative_prompts.size() <= 1 || p.negative_prompts.size() == p.prompts.size(),
+              "give one negative prompt, or one per prompt");
+  if (p.init_image)
+    SDPAL_CHECK(p.strength > 0.f && p.strength <= 1.f, "strength must be in (0, 1]");
+}
+
+// Broadcasts [4,h,w] or [1,4,h,w] noise to [B,4,h,w]; checks the shape.
+Tensor batch_noise(const Tensor& n, const Shape& want, const std::string& what) {
+  Shape s = n.shape();
+  if (s.size() == 3) s.insert(s.begin(), 1);
+  Shape per = want;
+  per[0] = 1;
+  if (s == want) return Tensor(n).reshaped(want);
+  if (s == per) {
+    Tensor r(want);
+    const int64_t k = n.numel();
+    for (int64_t b = 0; b < want[0]; ++b) std::copy_n(n.data(), k, r.data() + b * k);
+    return r;
+  }
+  fail(what + " has shape " + shape_str(n.shape()) + " but this run needs " + shape_str(want) +
+       " (or " + shape_str(per) + ")");
+}
+
+const char* diffusers_class(const std::string& sampler) {
+  if (sampler == "ddim") return "DDIMScheduler";
+  if (sampler == "euler") return "EulerDiscreteScheduler";
+  if (sampler == "euler_a") return "EulerAncestralDiscreteScheduler";
+  if (sampler == "pndm") return "PNDMScheduler";
+  return "DPMSolverMultistepScheduler";
+}
+
+// A model's scheduler config belongs to one scheduler class. When another sampler is chosen, its
+// own default timestep_spacing applies (what diffusers' from_config does with the SD 1.x/2.x hub
+// configs, which predate that key: Euler/DPM get "linspace", DDIM/PNDM "leading"), unless
+// --timestep-spacing says otherwise.
+nlohmann::json scheduler_config_for(const nlohmann::json& cfg, const std::string& sampler) {
+  nlohmann::json c = cfg;
+  if (c.value("_class_name", std::string()) != diffusers_class(sampler))
+    c.erase("timestep_spacing");
+  return c;
+}
+
+}  // namespace
+
+Tensor encode_prompts(const StableDiffusion& m, const std::vector<std::string>& texts,
+                      int clip_skip, std::vector<std::string>* warnings) {
+  std::vector<std::vector<int>> ids;
+  for (const auto& t : texts) {
+    int dropped = 0;
+    ids.push_back(m.tokenizer->encode_padded(t, &dropped));
+    if (dropped > 0 && warnings)
+      warnings->push_back("prompt truncated: " + std::to_string(dropped) +
+                          " token(s) beyond the text encoder's 77-token limit were dropped");
+  }
+  return m.text_encoder->forward(ids, clip_skip - 1).hidden;
+}
+
+Tensor decode_latents(const StableDiffusion& m, const Tensor& latents) {
+  Tensor z = latents;
+  const float sf = static_cast<float>(m.vae->config().scaling_factor);
+  for (int64_t i = 0; i < z.numel(); ++i) z[i] /= sf;
+  Tensor img = m.vae->decode(z);
+  for (int64_t i = 0; i < img.numel(); ++i) img[i] = std::clamp(img[i] / 2.f + 0.5f, 0.f, 1.f);
+  return img;
+}
+
+int vae_scale_factor(const StableDiffusion& m) {
+  return 1 << (m.vae->config().block_out_channels.size() - 1);
+}
+
+int default_image_size(const StableDiffusion& m) {
+  return static_cast<int>(m.unet->config().sample_size) * vae_scale_factor(m);
+}
+
+GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
+  validate(m, p);
+  GenerateResult res;
+  const int64_t B = p.prompts.size();
+  const int f = vae_scale_factor(m);
+  const int64_t h = p.height / f, w = p.width / f, L = m.unet->config().in_channels;
+  const Shape lat_shape{B, L, h, w};
+  const bool cfg = p.cfg_scale > 1.f;
+
+  // Text: [uncond..., cond...] as diffusers concatenates them.
+  Tensor cond = encode_prompts(m, p.prompts, p.clip_skip, &res.warnings);
+  Tensor context = cond;
+  if (cfg) {
+    std::vector<std::string> neg(B, p.negative_prompts.empty() ? "" : p.negative_prompts[0]);
+    if (p.negative_prompts.size() == static_cast<size_t>(B)) neg = p.negative_prompts;
+    Tensor uncond = encode_prompts(m, neg, p.clip_skip, &res.warnings);
+    context = concat0({&uncond, &cond});
+  }
+
+  SchedulerOptions so;
+  so.name = p.sampler;
+  so.karras = p.karras;
+  so.eta = p.eta;
+  if (!p.timestep_spacing.empty()) so.config_overrides["timestep_spacing"] = p.timestep_spacing;
+  auto sched = make_scheduler(so, scheduler_config_for(m.scheduler_config, p.sampler));
+  sched->set_timesteps(p.steps);
+  TorchCpuRng rng(p.seed);
+
+  Tensor latents;
+  int first = 0;
+  if (p.init_image) {
+    // img2img: encode, sample the posterior (first RNG draw), then noise to the start timestep.
+    const Tensor& img = *p.init_image;
+    SDPAL_CHECK(
+        img.ndim() == 4 && img.dim(1) == 3 && img.dim(2) == p.height && img.dim(3) == p.width,
+        "init image must be " + std::to_string(p.width) + "x" + std::to_string(p.height) +
+            ", got " + shape_str(img.shape()));
+    VaeEncoding e = m.vae->encode(img);
+    Tensor eps = rng.randn(e.mean.shape());
+    const float sf = static_cast<float>(m.vae->config().scaling_factor);
+    Tensor x0(e.mean.shape());
+    for (int64_t i = 0; i < x0.numel(); ++i)
+      x0[i] = (e.mean[i] + std::exp(0.5f * e.logvar[i]) * eps[i]) * sf;
+    x0 = batch_noise(x0, lat_shape, "encoded init image");
+    first = sched->img2img_start(p.steps, p.strength);
+    Tensor noise =
+        p.init_noise ? batch_noise(*p.init_noise, lat_shape, "--init-noise") : rng.randn(lat_shape);
+    latents = sched->add_noise(x0, noise, first);
+  } else {
+    latents =
+        p.init_noise ? batch_noise(*p.init_noise, lat_shape, "--init-noise") : rng.randn(lat_shape);
+    const float s = sched->init_noise_sigma();
+    for (int64_t i = 0; i < latents.numel(); ++i) latents[i] *= s;
+  }
+
+  const auto& ts = sched->timesteps();
+  const int total = static_cast<int>(ts.size()) - first;
+  if (p.step_noise) {
+    const Tensor& sn = *p.step_noise;
+    SDPAL_CHECK(sn.ndim() >= 4 && sn.dim(0) >= total,
+                "--step-noise has shape " + shape_str(sn.shape()) + " but needs " +
+                    std::to_string(total) + " steps of " + shape_str(lat_shape));
+  }
+  for (int i = first; i < static_cast<int>(ts.size()); ++i) {
+    Tensor x = sched->scale_model_input(latents, i);
+    Tensor xin = cfg ? concat0({&x, &x}) : x;
+    Tensor out = m.unet->forward(xin, {ts[i]}, context);
+    ++res.unet_calls;
+    Tensor guided = cfg ? out.slice0(B, 2 * B) : std::move(out);
+    if (cfg) {
+      const int64_t n = guided.numel();
+      const float* u = out.data();
+      for (int64_t j = 0; j < n; ++j) guided[j] = u[j] + p.cfg_scale * (guided[j] - u[j]);
+    }
+    std::optional<Tensor> noise;
+    if (sched->needs_noise()) {
+      if (p.step_noise) {
+        const int k = i - first;
+        Tensor one = p.step_noise->slice0(k, k + 1);
+        Shape s = one.shape();
+        s.erase(s.begin());
+        noise = batch_noise(std::move(one).reshaped(s), lat_shape, "--step-noise entry");
+      } else {
+        noise = rng.randn(lat_shape);
+      }
+    }
+    latents = sched->step(guided, i, latents, noise ? &*noise : nullptr);
+    if (p.on_step) p.on_step(i - first + 1, total, latents);
+  }
+  res.latents = latents;
+  if (p.taesd_decoder) {
+    res.image01 = p.taesd_decoder->decode(latents);
+    for (int64_t i = 0; i < res.image01.numel(); ++i)
+      res.image01[i] = std::clamp(res.image01[i], 0.f, 1.f);
+  } else {
+    res.image01 = decode_latents(m, latents);
+  }
+  return res;
+}
+
+}  // namespace sdpal

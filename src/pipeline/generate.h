@@ -1,0 +1,59 @@
+// Text-to-image and image-to-image generation with classifier-free guidance, following diffusers'
+// StableDiffusionPipeline / StableDiffusionImg2ImgPipeline step by step.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "pipeline/sd_model.h"
+
+namespace sdpal {
+
+class Taesd;
+
+struct GenerateParams {
+  std::vector<std::string> prompts;           // one per image
+  std::vector<std::string> negative_prompts;  // empty, one, or one per prompt
+  int width = 512, height = 512, steps = 20;
+  float cfg_scale = 7.5f;           // <= 1 disables the unconditional pass (diffusers)
+  std::string sampler = "euler_a";  // ddim | euler | euler_a | dpmpp_2m | pndm
+  bool karras = false;
+  std::string timestep_spacing;  // "" (the sampler's default), leading, linspace, trailing
+  float eta = 0.f;               // DDIM
+  uint64_t seed = 0;
+  int clip_skip = 1;  // A1111 convention: 1 = last layer, 2 = penultimate
+  // Reproduction of a reference run: initial noise [B,4,h,w] (or [4,h,w], repeated) and per-step
+  // noise [steps,B,4,h,w] for ancestral samplers; they replace the seeded RNG.
+  std::optional<Tensor> init_noise, step_noise;
+  // img2img: an image [1 or B, 3, H, W] in [-1, 1] and how much of the schedule to run.
+  std::optional<Tensor> init_image;
+  float strength = 0.75f;
+  const Taesd* taesd_decoder = nullptr;  // decode with TAESD instead of the VAE
+  // Called after every step with (step done, total, current latents).
+  std::function<void(int, int, const Tensor&)> on_step;
+};
+
+struct GenerateResult {
+  Tensor latents;  // final latents [B,4,h,w] (scaled latent space, before decoding)
+  Tensor image01;  // [B,3,H,W] in [0,1]
+  int unet_calls = 0;
+  std::vector<std::string> warnings;  // e.g. prompts cut at 77 tokens
+};
+
+// Prompt embeddings [N, 77, D] of the given texts (warnings receive truncation notes).
+Tensor encode_prompts(const StableDiffusion& m, const std::vector<std::string>& texts,
+                      int clip_skip, std::vector<std::string>* warnings);
+
+GenerateResult generate(const StableDiffusion& m, const GenerateParams& p);
+
+// Pixels per latent cell: 2^(VAE levels - 1), 8 for SD (diffusers' vae_scale_factor).
+int vae_scale_factor(const StableDiffusion& m);
+// diffusers' default image side: unet sample_size * vae_scale_factor (512 for SD 1.5).
+int default_image_size(const StableDiffusion& m);
+
+// Latents -> image in [0,1] with the model's VAE (latents / scaling_factor, decode, /2+0.5, clamp).
+Tensor decode_latents(const StableDiffusion& m, const Tensor& latents);
+
+}  // namespace sdpal

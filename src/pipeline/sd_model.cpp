@@ -1,0 +1,158 @@
+#include "pipeline/sd_model.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "formats/checkpoint_keymap.h"
+#include "models/config.h"
+
+namespace fs = std::filesystem;
+
+namespace sdpal {
+
+namespace {
+
+// The weight files of one component folder: `<stem>[.variant].safetensors`, or shards listed by a
+// `<stem>[.variant].safetensors.index.json`. Pickle-only folders are refused with advice.
+std::vector<std::string> component_files(const fs::path& dir, const std::string& stem,
+                                         const std::string& variant, const std::string& what) {
+  if (!fs::is_directory(dir)) fail("model folder lacks " + dir.string() + " (" + what + ")");
+  auto try_variant = [&](const std::string& v) -> std::vector<std::string> {
+    const std::string base = stem + (v.empty() ? "" : "." + v) + ".safetensors";
+    if (fs::exists(dir / base)) return {(dir / base).string()};
+    if (fs::exists(dir / (base + ".index.json"))) {
+      nlohmann::json idx = read_json_file((dir / (base + ".index.json")).string());
+      SDPAL_CHECK(idx.contains("weight_map") && idx["weight_map"].is_object(),
+                  (dir / (base + ".index.json")).string() + ": no weight_map");
+      std::set<std::string> files;
+      for (const auto& [k, f] : idx["weight_map"].items())
+        files.insert((dir / f.get<std::string>()).string());
+      return {files.begin(), files.end()};
+    }
+    return {};
+  };
+  std::vector<std::string> files;
+  if (!variant.empty()) {
+    files = try_variant(variant);
+    if (files.empty())
+      fail(dir.string() + ": no " + stem + "." + variant + ".safetensors (asked for --variant " +
+           variant + ")");
+    return files;
+  }
+  files = try_variant("");
+  if (files.empty()) files = try_variant("fp16");  // only the fp16 variant is present
+  if (files.empty()) {
+    for (const char* ext : {".bin", ".ckpt", ".pt"})
+      if (fs::exists(dir / (stem + ext)) || fs::exists(dir / (stem + ".fp16" + ext)))
+        fail(dir.string() + ": only a pickle file (" + stem + ext +
+             ") is present; pickle files can execute code when loaded and are not read. Convert "
+             "the model to safetensors (e.g. diffusers' save_pretrained(safe_serialization=True))");
+    fail(dir.string() + ": no " + stem + ".safetensors (" + what + " weights)");
+  }
+  return files;
+}
+
+void check_all_used(const WeightStore& ws) {
+  auto unused = ws.unused();
+  if (unused.empty()) return;
+  std::string names;
+  for (size_t i = 0; i < unused.size() && i < 3; ++i) names += (i ? ", " : "") + unused[i];
+  fail(ws.label() + ": " + std::to_string(unused.size()) + " unknown tensor(s) in " + ws.source() +
+       " that the config's architecture does not use (" + names +
+       (unused.size() > 3 ? ", ..." : "") + "); the weights and config.json do not match");
+}
+
+void apply_prediction_type(StableDiffusion& m, const std::string& pt) {
+  if (pt.empty()) return;
+  SDPAL_CHECK(pt == "epsilon" || pt == "v_prediction" || pt == "v" || pt == "sample",
+              "unknown prediction type '" + pt + "' (epsilon, v_prediction)");
+  m.scheduler_config["prediction_type"] = pt == "v" ? "v_prediction" : pt;
+}
+
+// SD 1.5's scheduler config (PNDM), used for single files, which carry none.
+nlohmann::json default_scheduler_config() {
+  return {{"_class_name", "PNDMScheduler"},
+          {"beta_start", 0.00085},
+          {"beta_end", 0.012},
+          {"beta_schedule", "scaled_linear"},
+          {"num_train_timesteps", 1000},
+          {"prediction_type", "epsilon"},
+          {"set_alpha_to_one", false},
+          {"skip_prk_steps", true},
+          {"steps_offset", 1},
+          {"clip_sample", false},
+          {"timestep_spacing", "leading"}};
+}
+
+}  // namespace
+
+std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
+                                                       const LoadOptions& opt) {
+  auto m = std::make_unique<StableDiffusion>();
+  m->path = path;
+  m->te_ws = std::make_unique<WeightStore>("text_encoder");
+  m->unet_ws = std::make_unique<WeightStore>("unet");
+  m->vae_ws = std::make_unique<WeightStore>("vae");
+  const fs::path p(path);
+  if (!fs::exists(p)) fail("model not found: " + path);
+  nlohmann::json te_cfg, unet_cfg, vae_cfg;
+  std::string tok_dir;
+  if (fs::is_directory(p)) {
+    m->name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
+    if (!fs::exists(p / "model_index.json") && !fs::exists(p / "unet"))
+      fail(path + " is not a diffusers model folder (no model_index.json, no unet/)");
+    for (const auto& f :
+         component_files(p / "unet", "diffusion_pytorch_model", opt.variant, "UNet"))
+      m->unet_ws->add_file(f);
+    for (const auto& f : component_files(p / "vae", "diffusion_pytorch_model", opt.variant, "VAE"))
+      m->vae_ws->add_file(f);
+    for (const auto& f : component_files(p / "text_encoder", "model", opt.variant, "text encoder"))
+      m->te_ws->add_file(f);
+    unet_cfg = read_json_file((p / "unet" / "config.json").string());
+    vae_cfg = read_json_file((p / "vae" / "config.json").string());
+    te_cfg = read_json_file((p / "text_encoder" / "config.json").string());
+    m->scheduler_config = read_json_file((p / "scheduler" / "scheduler_config.json").string());
+    tok_dir = opt.tokenizer_dir.empty() ? (p / "tokenizer").string() : opt.tokenizer_dir;
+    m->kind = cfg_str(te_cfg, "hidden_act", "quick_gelu", "text_encoder") == "gelu" ? "sd2" : "sd1";
+  } else {
+    refuse_pickle_checkpoint(path);
+    m->name = p.stem().string();
+    load_single_file(path, *m->unet_ws, *m->vae_ws, *m->te_ws, &unet_cfg, &vae_cfg, &te_cfg,
+                     &m->kind);
+    m->scheduler_config = default_scheduler_config();
+    tok_dir = opt.tokenizer_dir.empty() ? default_model_path() + "/tokenizer" : opt.tokenizer_dir;
+  }
+  m->tokenizer = std::make_unique<ClipTokenizer>(ClipTokenizer::load(tok_dir));
+  m->text_encoder = std::make_unique<ClipTextModel>(
+      *m->te_ws, ClipTextConfig::from_json(te_cfg, path + " text_encoder config"));
+  m->unet =
+      std::make_unique<UNet>(*m->unet_ws, UNetConfig::from_json(unet_cfg, path + " unet config"));
+  m->vae = std::make_unique<Vae>(*m->vae_ws, VaeConfig::from_json(vae_cfg, path + " vae config"),
+                                 opt.load_vae_encoder);
+  SDPAL_CHECK(m->text_encoder->config().hidden == m->unet->config().cross_attention_dim[0],
+              path + ": the text encoder is " + std::to_string(m->text_encoder->config().hidden) +
+                  " wide but the UNet expects cross-attention dim " +
+                  std::to_string(m->unet->config().cross_attention_dim[0]));
+  SDPAL_CHECK(m->unet->config().in_channels == m->vae->config().latent_channels,
+              path + ": the UNet takes " + std::to_string(m->unet->config().in_channels) +
+                  " input channels but the VAE has " +
+                  std::to_string(m->vae->config().latent_channels) +
+                  " latent channels (inpainting/depth models are not supported yet)");
+  check_all_used(*m->te_ws);
+  check_all_used(*m->unet_ws);
+  if (opt.load_vae_encoder) check_all_used(*m->vae_ws);
+  apply_prediction_type(*m, opt.prediction_type);
+  return m;
+}
+
+std::string default_model_path() {
+#ifdef SDPAL_SOURCE_DIR
+  const fs::path src = fs::path(SDPAL_SOURCE_DIR) / "models" / "demo-fashion";
+  if (fs::exists(src / "model_index.json")) return src.string();
+#endif
+  for (const char* d : {"models/demo-fashion", "/usr/local/share/sdpal/models/demo-fashion"})
+    if (fs::exists(fs::path(d) / "model_index.json")) return fs::absolute(d).string();
+  return "";
+}
+
+}  // namespace sdpal

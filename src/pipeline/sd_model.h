@@ -1,0 +1,41 @@
+// A loaded Stable Diffusion model: tokenizer, text encoder, UNet, VAE and scheduler config, from a
+// diffusers folder or a single-file (original layout) .safetensors checkpoint.
+#pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "models/clip_text.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "pipeline/tokenizer.h"
+
+namespace sdpal {
+
+struct LoadOptions {
+  std::string variant;           // "" (auto: plain files, else *.fp16 ones) or "fp16"
+  std::string prediction_type;   // "" (from the scheduler config), "epsilon" or "v_prediction"
+  std::string tokenizer_dir;     // single files carry no tokenizer: where to find one
+  bool load_vae_encoder = true;  // img2img needs it
+};
+
+struct StableDiffusion {
+  std::string path, name, kind;  // kind: "sd1" | "sd2"
+  std::unique_ptr<ClipTokenizer> tokenizer;
+  std::unique_ptr<WeightStore> te_ws, unet_ws, vae_ws;
+  std::unique_ptr<ClipTextModel> text_encoder;
+  std::unique_ptr<UNet> unet;
+  std::unique_ptr<Vae> vae;
+  nlohmann::json scheduler_config;  // diffusers scheduler_config.json (+ prediction_type override)
+
+  // Loads a diffusers folder or a .safetensors single file; throws sdpal::Error naming the problem.
+  static std::unique_ptr<StableDiffusion> load(const std::string& path,
+                                               const LoadOptions& opt = {});
+};
+
+// Path of the demo model shipped with sdpal (models/demo-fashion), found next to the executable's
+// source tree or install prefix; empty if it cannot be found.
+std::string default_model_path();
+
+}  // namespace sdpal

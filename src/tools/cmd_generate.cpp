@@ -1,0 +1,193 @@
+// `sdpal generate`: prompt -> PNG (txt2img, or img2img with --init-image).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "core/error.h"
+#include "formats/png.h"
+#include "formats/safetensors.h"
+#include "models/taesd.h"
+#include "pipeline/generate.h"
+#include "pipeline/infotext.h"
+#include "tools/command.h"
+#include "tools/options.h"
+#include "tools/progress.h"
+#include "tools/version.h"
+
+namespace sdpal {
+namespace {
+
+struct GenerateArgs {
+  ModelArgs model;
+  std::string prompt, negative_prompt, output = "out.png", sampler = "euler_a",
+                                       schedule = "default";
+  int width = 0, height = 0, steps = 20, batch = 1, clip_skip = 1;
+  float cfg = 7.5f, strength = 0.75f, eta = 0.f;
+  int64_t seed = -1;
+  std::string init_noise, step_noise, save_latents, init_image, taesd, preview;
+  bool quiet = false;
+};
+
+// The tensor named `preferred`, else the file's only tensor.
+Tensor read_tensor_file(const std::string& path, const std::string& preferred, const char* flag) {
+  SafetensorsFile f(path);
+  if (f.has(preferred)) return f.to_f32(preferred);
+  if (f.tensors().size() == 1) return f.to_f32(f.tensors()[0].name);
+  fail(std::string(flag) + " " + path + ": no tensor named '" + preferred + "' and " +
+       std::to_string(f.tensors().size()) + " tensors to choose from");
+}
+
+// out.png -> out.png (one image) or out-1.png, out-2.png, ... (a batch).
+std::string output_name(const std::string& out, int i, int n) {
+  if (n == 1) return out;
+  std::filesystem::path p(out);
+  return (p.parent_path() /
+          (p.stem().string() + "-" + std::to_string(i + 1) + p.extension().string()))
+      .string();
+}
+
+std::string sampler_display(const std::string& s) {
+  if (s == "euler_a") return "Euler a";
+  if (s == "euler") return "Euler";
+  if (s == "ddim") return "DDIM";
+  if (s == "dpmpp_2m") return "DPM++ 2M";
+  if (s == "pndm") return "PLMS";
+  return s;
+}
+
+void run(const GenerateArgs& a) {
+  apply_threads(a.model.threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = load_model(a.model, /*need_encoder=*/!a.init_image.empty());
+  GenerateParams p;
+  p.prompts.assign(a.batch, a.prompt);
+  if (!a.negative_prompt.empty()) p.negative_prompts = {a.negative_prompt};
+  const int side = default_image_size(*model);
+  p.width = a.width > 0 ? a.width : side;
+  p.height = a.height > 0 ? a.height : side;
+  p.steps = a.steps;
+  p.cfg_scale = a.cfg;
+  p.sampler = a.sampler;
+  SDPAL_CHECK(a.schedule == "default" || a.schedule == "karras",
+              "unknown --schedule '" + a.schedule + "' (default or karras)");
+  p.karras = a.schedule == "karras";
+  p.eta = a.eta;
+  p.clip_skip = a.clip_skip;
+  p.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : (std::random_device{}() & 0xffffffffu);
+  if (!a.init_noise.empty()) p.init_noise = read_tensor_file(a.init_noise, "noise", "--init-noise");
+  if (!a.step_noise.empty())
+    p.step_noise = read_tensor_file(a.step_noise, "step_noise", "--step-noise");
+  if (!a.init_image.empty()) {
+    Image img = read_png(a.init_image);
+    if (img.width != p.width || img.height != p.height)
+      img = resize_lanczos(img, p.width, p.height);
+    p.init_image = image_to_tensor(img);
+    p.strength = a.strength;
+  }
+  std::unique_ptr<Taesd> taesd;
+  if (!a.taesd.empty()) {
+    taesd = std::make_unique<Taesd>(Taesd::load(a.taesd));
+    SDPAL_CHECK(taesd->has_decoder(), a.taesd + ": no TAESD decoder weights found");
+    if (a.preview.empty()) p.taesd_decoder = taesd.get();
+  }
+  // Validate the output location before spending minutes on sampling.
+  const auto out_dir = std::filesystem::absolute(a.output).parent_path();
+  SDPAL_CHECK(std::filesystem::is_directory(out_dir),
+              "output folder " + out_dir.string() + " does not exist");
+
+  Progress bar("sampling", a.steps, !a.quiet);
+  p.on_step = [&](int done, int total, const Tensor& latents) {
+    bar.set_total(total);
+    bar.update(done);
+    if (taesd && !a.preview.empty()) {
+      Tensor img = taesd->decode(latents);
+      for (int64_t i = 0; i < img.numel(); ++i) img[i] = std::clamp(img[i], 0.f, 1.f);
+      write_png(a.preview, tensor_to_image(img, 0));
+    }
+  };
+  const auto t1 = std::chrono::steady_clock::now();
+  GenerateResult r = generate(*model, p);
+  bar.finish();
+  for (const auto& w : r.warnings)
+    if (!a.quiet) std::fprintf(stderr, "sdpal: warning: %s\n", w.c_str());
+
+  if (!a.save_latents.empty()) write_safetensors_f32(a.save_latents, {{"latents", &r.latents}});
+  GenerationInfo info;
+  info.prompt = a.prompt;
+  info.negative_prompt = a.negative_prompt;
+  info.steps = a.steps;
+  info.sampler = sampler_display(a.sampler);
+  info.schedule_type = p.karras ? "Karras" : "Automatic";
+  info.cfg_scale = a.cfg;
+  info.seed = static_cast<int64_t>(p.seed);
+  info.width = p.width;
+  info.height = p.height;
+  info.model = model->name;
+  info.version = std::string("sdpal ") + SDPAL_VERSION;
+  info.clip_skip = a.clip_skip;
+  if (p.init_image) info.denoising_strength = a.strength;
+  const std::string params = a1111_parameters(info);
+  for (int i = 0; i < a.batch; ++i) {
+    const std::string name = output_name(a.output, i, a.batch);
+    write_png(name, tensor_to_image(r.image01, i), {{"parameters", params}});
+    if (!a.quiet) std::fprintf(stderr, "wrote %s\n", name.c_str());
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+  if (!a.quiet)
+    std::fprintf(stderr, "seed %llu, %d UNet calls, load %.2fs, generate %.2fs\n",
+                 static_cast<unsigned long long>(p.seed), r.unet_calls,
+                 std::chrono::duration<double>(t1 - t0).count(),
+                 std::chrono::duration<double>(t2 - t1).count());
+}
+
+const bool registered = register_command(
+    {"generate", "Generate images from a text prompt (txt2img, or img2img with --init-image)",
+     [](CLI::App& app) {
+       auto a = std::make_shared<GenerateArgs>();
+       add_model_options(app, a->model);
+       app.add_option("-p,--prompt", a->prompt, "What to draw")->required();
+       app.add_option("-n,--negative-prompt", a->negative_prompt, "What to avoid");
+       app.add_option("-W,--width", a->width,
+                      "Image width in pixels, a multiple of 8 "
+                      "(default: the model's native size)");
+       app.add_option("-H,--height", a->height, "Image height in pixels, a multiple of 8");
+       app.add_option("--steps", a->steps, "Sampling steps")->capture_default_str();
+       app.add_option("--cfg-scale", a->cfg, "Classifier-free guidance scale (<= 1: off)")
+           ->capture_default_str();
+       app.add_option("--sampler", a->sampler, "euler_a | euler | ddim | dpmpp_2m | pndm")
+           ->capture_default_str()
+           ->check(CLI::IsMember({"euler_a", "euler", "ddim", "dpmpp_2m", "pndm"}));
+       app.add_option("--schedule", a->schedule, "Sigma schedule: default | karras")
+           ->capture_default_str();
+       app.add_option("--eta", a->eta, "DDIM eta (0 = deterministic)");
+       app.add_option("-s,--seed", a->seed, "Seed (-1: random); same seed, same image")
+           ->capture_default_str();
+       app.add_option("-b,--batch-size", a->batch, "Images to generate from the prompt")
+           ->capture_default_str()
+           ->check(CLI::Range(1, 64));
+       app.add_option(
+              "--clip-skip", a->clip_skip,
+              "Use the output of the Nth-from-last text encoder layer (1 = last, A1111 style)")
+           ->capture_default_str();
+       app.add_option("-o,--output", a->output, "Output PNG (a batch adds -1, -2, ...)")
+           ->capture_default_str();
+       app.add_option("--init-image", a->init_image, "img2img: start from this PNG");
+       app.add_option("--strength", a->strength, "img2img: how much to change the init image (0-1]")
+           ->capture_default_str();
+       app.add_option("--init-noise", a->init_noise,
+                      "safetensors with the initial latent noise [1,4,h,w] (tensor 'noise')");
+       app.add_option("--step-noise", a->step_noise,
+                      "safetensors with per-step noise for ancestral samplers [steps,1,4,h,w]");
+       app.add_option("--save-latents", a->save_latents,
+                      "Also write the final latents (tensor 'latents') to this safetensors file");
+       app.add_option("--taesd", a->taesd, "TAESD folder: decode with the tiny autoencoder");
+       app.add_option("--preview", a->preview,
+                      "With --taesd: write a live preview PNG here after every step "
+                      "(the final image then uses the full VAE)");
+       app.add_flag("-q,--quiet", a->quiet, "No progress bar or messages");
+       app.callback([a] { run(*a); });
+     }});
+
+}  // namespace
+}  // namespace sdpal

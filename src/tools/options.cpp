@@ -1,0 +1,42 @@
+#include "tools/options.h"
+
+#include <omp.h>
+
+#include "core/error.h"
+
+namespace sdpal {
+
+void add_model_options(CLI::App& app, ModelArgs& a) {
+  app.add_option("-m,--model", a.path,
+                 "Diffusers folder or single-file .safetensors checkpoint "
+                 "(default: the built-in demo model)");
+  app.add_option("--variant", a.variant, "Weight variant to load, e.g. fp16");
+  app.add_option("--prediction-type", a.prediction_type,
+                 "Override the model's prediction type: epsilon | v (SD 2.x 768-v models)");
+  app.add_option("--tokenizer", a.tokenizer,
+                 "Tokenizer folder (vocab.json, merges.txt) for single-file checkpoints");
+  app.add_option("-t,--threads", a.threads, "CPU threads (default: all cores)");
+}
+
+void apply_threads(int threads) {
+  SDPAL_CHECK(threads >= 0 && threads <= 1024, "--threads must be between 0 and 1024");
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
+std::unique_ptr<StableDiffusion> load_model(const ModelArgs& a, bool need_encoder) {
+  std::string path = a.path;
+  if (path.empty()) {
+    path = default_model_path();
+    SDPAL_CHECK(!path.empty(),
+                "no --model given and the built-in demo model (models/demo-fashion) "
+                "was not found");
+  }
+  LoadOptions o;
+  o.variant = a.variant;
+  o.prediction_type = a.prediction_type;
+  o.tokenizer_dir = a.tokenizer;
+  o.load_vae_encoder = need_encoder;
+  return StableDiffusion::load(path, o);
+}
+
+}  // namespace sdpal
