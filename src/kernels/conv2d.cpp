@@ -1,24 +1,73 @@
 #include "kernels/conv2d.h"
 
-#include <omp.h>
-
-#include <algorithm>
-#include <cstring>
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
-#include "core/parallel.h"
 #include "kernels/gemm.h"
 
 namespace sdpal::k {
 
 namespace {
-// Rows of the im2col buffer per GEMM call: large enough for GEMM efficiency, small enough to stay
-// within a few tens of MB even for 512x512 VAE layers.
-int64_t chunk_rows(int64_t cols) {
-  int64_t r = (16ll << 20) / (cols * 4);
-  return std::clamp<int64_t>(r, 256, 8192);
+
+// oneDNN's brgemm convolution on NHWC data, measured 1.2-1.9x faster than im2col + sgemm here.
+// Primitives are cached per shape; the OIHW weight is reordered into oneDNN's blocked layout on
+// every call (a pass over the weight, small next to the convolution itself), so the weights stay
+// as the model file has them and nothing is duplicated in memory.
+struct ConvPrimitive {
+  dnnl::convolution_forward conv;
+  dnnl::reorder weight_reorder;
+  dnnl::memory::desc src, dst, weights_plain, weights_blocked, bias;
+};
+
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int,
+                       int, int, bool>;
+
+struct Dnnl {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+  std::map<Key, ConvPrimitive> cache;
+  std::vector<float> blocked_weights;
+  std::mutex mu;
+};
+
+Dnnl& dnnl_state() {
+  static Dnnl d;
+  return d;
 }
+
+const ConvPrimitive& get_primitive(Dnnl& d, const Key& key, const Conv2dParams& p, int64_t N,
+                                   int64_t H, int64_t W, int64_t Cin, int64_t Ho, int64_t Wo,
+                                   bool has_bias) {
+  auto it = d.cache.find(key);
+  if (it != d.cache.end()) return it->second;
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  ConvPrimitive c;
+  c.src = dnnl::memory::desc({N, Cin, H, W}, dt::f32, tag::nhwc);
+  c.dst = dnnl::memory::desc({N, p.cout, Ho, Wo}, dt::f32, tag::nhwc);
+  c.weights_plain = dnnl::memory::desc({p.cout, Cin, p.kh, p.kw}, dt::f32, tag::oihw);
+  auto weights_any = dnnl::memory::desc({p.cout, Cin, p.kh, p.kw}, dt::f32, tag::any);
+  c.bias = has_bias ? dnnl::memory::desc({p.cout}, dt::f32, tag::x) : dnnl::memory::desc();
+  const dnnl::memory::dims strides{p.stride, p.stride}, pl{p.pad_t, p.pad_l}, pr{p.pad_b, p.pad_r};
+  auto desc = has_bias
+                  ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                    dnnl::algorithm::convolution_direct, c.src,
+                                                    weights_any, c.bias, c.dst, strides, pl, pr)
+                  : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                    dnnl::algorithm::convolution_direct, c.src,
+                                                    weights_any, c.dst, strides, pl, pr);
+  dnnl::convolution_forward::primitive_desc pd(desc, d.eng);
+  c.weights_blocked = pd.weights_desc();
+  c.conv = dnnl::convolution_forward(pd);
+  c.weight_reorder = dnnl::reorder(dnnl::memory(c.weights_plain, d.eng, DNNL_MEMORY_NONE),
+                                   dnnl::memory(c.weights_blocked, d.eng, DNNL_MEMORY_NONE));
+  return d.cache.emplace(key, std::move(c)).first->second;
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const float* w, const float* bias, const Conv2dParams& p) {
@@ -28,38 +77,28 @@ Tensor conv2d(const Tensor& x, const float* w, const float* bias, const Conv2dPa
   const int64_t Wo = (W + p.pad_l + p.pad_r - p.kw) / p.stride + 1;
   SDPAL_CHECK(Ho > 0 && Wo > 0, "conv2d: output would be empty for input " + shape_str(x.shape()));
   Tensor y({N, Ho, Wo, p.cout});
-  const int64_t K = Cin * p.kh * p.kw;
   if (p.kh == 1 && p.kw == 1 && p.stride == 1 && !p.pad_t && !p.pad_l && !p.pad_b && !p.pad_r) {
+    // A 1x1 convolution on channel-last data is a GEMM with the weight used as it is.
     linear(x.data(), N * H * W, Cin, w, bias, p.cout, y.data());
     return y;
   }
-  const int64_t P = N * Ho * Wo;
-  const int64_t rows = std::min(P, chunk_rows(K));
-  std::vector<float> col(static_cast<size_t>(rows * K));
-  const int64_t taps = p.kh * p.kw;
-  for (int64_t r0 = 0; r0 < P; r0 += rows) {
-    const int64_t nr = std::min(rows, P - r0);
-#pragma omp parallel for schedule(static) if (nr * K > kParallelGrain)
-    for (int64_t r = 0; r < nr; ++r) {
-      const int64_t q = r0 + r;
-      const int64_t n = q / (Ho * Wo), oy = (q / Wo) % Ho, ox = q % Wo;
-      float* dst = col.data() + r * K;
-      for (int64_t ky = 0; ky < p.kh; ++ky) {
-        const int64_t iy = oy * p.stride - p.pad_t + ky;
-        for (int64_t kx = 0; kx < p.kw; ++kx) {
-          const int64_t ix = ox * p.stride - p.pad_l + kx;
-          const int64_t t = ky * p.kw + kx;
-          if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
-            for (int64_t c = 0; c < Cin; ++c) dst[c * taps + t] = 0.f;
-          } else {
-            const float* src = x.data() + ((n * H + iy) * W + ix) * Cin;
-            for (int64_t c = 0; c < Cin; ++c) dst[c * taps + t] = src[c];
-          }
-        }
-      }
-    }
-    linear(col.data(), nr, K, w, bias, p.cout, y.data() + r0 * p.cout);
-  }
+  Dnnl& d = dnnl_state();
+  std::lock_guard<std::mutex> lock(d.mu);
+  const Key key{N,        H,       W,       Cin,     p.cout,  p.kh,           p.kw,
+                p.stride, p.pad_t, p.pad_l, p.pad_b, p.pad_r, bias != nullptr};
+  const ConvPrimitive& c = get_primitive(d, key, p, N, H, W, Cin, Ho, Wo, bias != nullptr);
+  const size_t wn = c.weights_blocked.get_size() / sizeof(float);
+  if (d.blocked_weights.size() < wn) d.blocked_weights.resize(wn);
+  dnnl::memory wplain(c.weights_plain, d.eng, const_cast<float*>(w));
+  dnnl::memory wblocked(c.weights_blocked, d.eng, d.blocked_weights.data());
+  c.weight_reorder.execute(d.strm, wplain, wblocked);
+  dnnl::memory src(c.src, d.eng, const_cast<float*>(x.data()));
+  dnnl::memory dst(c.dst, d.eng, y.data());
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wblocked}, {DNNL_ARG_DST, dst}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, d.eng, const_cast<float*>(bias)));
+  c.conv.execute(d.strm, args);
+  d.strm.wait();
   return y;
 }
 
