@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -56,7 +57,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     if (!h.is_object()) bad("header is not a JSON object");
     const uint8_t* data = base + 8 + hlen;
     const size_t data_size = size_ - 8 - hlen;
-    std::vector<std::pair<size_t, size_t>> ranges;
+    std::vector<std::tuple<size_t, size_t, std::string>> ranges;  // [begin, end), name
     for (auto it = h.begin(); it != h.end(); ++it) {
       const std::string& name = it.key();
       if (name == "__metadata__") {
@@ -81,15 +82,21 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > kMaxDim)
           bad("entry '" + name + "' has an invalid dimension " + d.dump());
         v.shape.push_back(d.get<int64_t>());
-        numel *= static_cast<uint64_t>(v.shape.back());
-        if (numel > (uint64_t(1) << 40)) bad("entry '" + name + "' is absurdly large");
+        // Checked before multiplying, so that huge dimensions cannot wrap around to a small size.
+        const uint64_t dim = static_cast<uint64_t>(v.shape.back());
+        if (dim != 0 && numel > (uint64_t(1) << 40) / dim)
+          bad("entry '" + name + "' is absurdly large (shape " + e["shape"].dump() + ")");
+        numel *= dim;
       }
       const auto& off = e["data_offsets"];
       if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
           !off[1].is_number_unsigned())
         bad("entry '" + name + "' has malformed data_offsets");
       uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
-      if (b > en || en > data_size)
+      if (b > en)
+        bad("entry '" + name + "' has data_offsets [" + std::to_string(b) + ", " +
+            std::to_string(en) + "] that end before they begin");
+      if (en > data_size)
         bad("entry '" + name + "' data [" + std::to_string(b) + ", " + std::to_string(en) +
             ") lies outside the " + std::to_string(data_size) + "-byte data region (truncated?)");
       if (en - b != numel * dtype_size(v.dtype))
@@ -98,13 +105,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
             std::to_string(numel * dtype_size(v.dtype)));
       v.data = data + b;
       v.nbytes = en - b;
-      if (en > b) ranges.emplace_back(b, en);
+      if (en > b) ranges.emplace_back(b, en, name);
       index_[name] = tensors_.size();
       tensors_.push_back(std::move(v));
     }
     std::sort(ranges.begin(), ranges.end());
     for (size_t i = 1; i < ranges.size(); ++i)
-      if (ranges[i].first < ranges[i - 1].second) bad("tensor data regions overlap");
+      if (std::get<0>(ranges[i]) < std::get<1>(ranges[i - 1]))
+        bad("tensors '" + std::get<2>(ranges[i - 1]) + "' and '" + std::get<2>(ranges[i]) +
+            "' overlap in the data region");
   } catch (...) {
     ::munmap(map_, size_);
     map_ = nullptr;

@@ -53,7 +53,7 @@ Tensor batch_noise(const Tensor& n, const Shape& want, const std::string& what) 
     return r;
   }
   fail(what + " has shape " + shape_str(n.shape()) + " but this run needs " + shape_str(want) +
-       " (or " + shape_str(per) + ")");
+       (per == want ? "" : " (or " + shape_str(per) + ")"));
 }
 
 const char* diffusers_class(const std::string& sampler) {

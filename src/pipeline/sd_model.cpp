@@ -96,6 +96,9 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
   const fs::path p(path);
   if (!fs::exists(p)) fail("model not found: " + path);
   nlohmann::json te_cfg, unet_cfg, vae_cfg;
+  // Where config errors point: the config.json files of a folder, the components of a single file.
+  std::string te_where = path + " text_encoder config", unet_where = path + " unet config",
+              vae_where = path + " vae config";
   std::string tok_dir;
   if (fs::is_directory(p)) {
     m->name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
@@ -111,6 +114,9 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
     unet_cfg = read_json_file((p / "unet" / "config.json").string());
     vae_cfg = read_json_file((p / "vae" / "config.json").string());
     te_cfg = read_json_file((p / "text_encoder" / "config.json").string());
+    unet_where = (p / "unet" / "config.json").string();
+    vae_where = (p / "vae" / "config.json").string();
+    te_where = (p / "text_encoder" / "config.json").string();
     m->scheduler_config = read_json_file((p / "scheduler" / "scheduler_config.json").string());
     tok_dir = opt.tokenizer_dir.empty() ? (p / "tokenizer").string() : opt.tokenizer_dir;
     m->kind = cfg_str(te_cfg, "hidden_act", "quick_gelu", "text_encoder") == "gelu" ? "sd2" : "sd1";
@@ -123,11 +129,10 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
     tok_dir = opt.tokenizer_dir.empty() ? default_model_path() + "/tokenizer" : opt.tokenizer_dir;
   }
   m->tokenizer = std::make_unique<ClipTokenizer>(ClipTokenizer::load(tok_dir));
-  m->text_encoder = std::make_unique<ClipTextModel>(
-      *m->te_ws, ClipTextConfig::from_json(te_cfg, path + " text_encoder config"));
-  m->unet =
-      std::make_unique<UNet>(*m->unet_ws, UNetConfig::from_json(unet_cfg, path + " unet config"));
-  m->vae = std::make_unique<Vae>(*m->vae_ws, VaeConfig::from_json(vae_cfg, path + " vae config"),
+  m->text_encoder =
+      std::make_unique<ClipTextModel>(*m->te_ws, ClipTextConfig::from_json(te_cfg, te_where));
+  m->unet = std::make_unique<UNet>(*m->unet_ws, UNetConfig::from_json(unet_cfg, unet_where));
+  m->vae = std::make_unique<Vae>(*m->vae_ws, VaeConfig::from_json(vae_cfg, vae_where),
                                  opt.load_vae_encoder);
   SDPAL_CHECK(m->text_encoder->config().hidden == m->unet->config().cross_attention_dim[0],
               path + ": the text encoder is " + std::to_string(m->text_encoder->config().hidden) +

@@ -56,7 +56,34 @@ std::string sampler_display(const std::string& s) {
   return s;
 }
 
+// Flags checked before the model is loaded, so that a typo fails at once and names the flag.
+void check_flags(const GenerateArgs& a) {
+  for (const auto& [flag, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
+    SDPAL_CHECK(
+        v == 0 || (v > 0 && v % 8 == 0 && v <= 8192),
+        std::string(flag) + " must be a multiple of 8 from 8 to 8192, got " + std::to_string(v));
+  SDPAL_CHECK(a.steps >= 1 && a.steps <= 1000,
+              "--steps must be from 1 to 1000, got " + std::to_string(a.steps));
+}
+
+// An output file must go into an existing folder and must not be a folder itself; checked before
+// sampling so that a failing run spends no time and leaves nothing behind.
+void check_output_path(const std::string& path, const char* flag) {
+  const auto dir = std::filesystem::absolute(path).parent_path();
+  SDPAL_CHECK(
+      std::filesystem::is_directory(dir),
+      std::string(flag) + " " + path + ": output folder " + dir.string() + " does not exist");
+  SDPAL_CHECK(!std::filesystem::is_directory(path),
+              std::string(flag) + " " + path + " is a folder, not a file name");
+}
+
 void run(const GenerateArgs& a) {
+  check_flags(a);
+  // Validate the output locations before spending time on loading and sampling.
+  for (int i = 0; i < a.batch; ++i)
+    check_output_path(output_name(a.output, i, a.batch), "--output");
+  if (!a.save_latents.empty()) check_output_path(a.save_latents, "--save-latents");
+  if (!a.preview.empty()) check_output_path(a.preview, "--preview");
   apply_threads(a.model.threads);
   const auto t0 = std::chrono::steady_clock::now();
   auto model = load_model(a.model, /*need_encoder=*/!a.init_image.empty());
@@ -91,11 +118,6 @@ void run(const GenerateArgs& a) {
     SDPAL_CHECK(taesd->has_decoder(), a.taesd + ": no TAESD decoder weights found");
     if (a.preview.empty()) p.taesd_decoder = taesd.get();
   }
-  // Validate the output location before spending minutes on sampling.
-  const auto out_dir = std::filesystem::absolute(a.output).parent_path();
-  SDPAL_CHECK(std::filesystem::is_directory(out_dir),
-              "output folder " + out_dir.string() + " does not exist");
-
   Progress bar("sampling", a.steps, !a.quiet);
   p.on_step = [&](int done, int total, const Tensor& latents) {
     bar.set_total(total);

@@ -44,7 +44,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help / --version print and exit 0; a bad command line is one error line like any other.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "sdpal: error: %s (see --help)\n", e.what());
+    return e.get_exit_code();
   } catch (const sdpal::Error& e) {
     std::fprintf(stderr, "sdpal: error: %s\n", e.what());
     return 1;
