@@ -18,7 +18,9 @@
 #include "models/config.h"
 #include "models/flops.h"
 #include "models/unet.h"
+#include "pipeline/generate.h"
 #include "tools/command.h"
+#include "tools/options.h"
 
 namespace sdpal {
 namespace {
@@ -35,6 +37,7 @@ struct Options {
   int width = 512, height = 512, batch = 2, steps = 3, warmup = 1, threads = 0;
   double nominal_peak = 320;
   bool peak_only = false;
+  bool pipeline = false;
 };
 
 struct Size {
@@ -128,9 +131,68 @@ Tensor pseudo_random(Shape shape, uint32_t seed) {
   return t;
 }
 
+double peak_rss_gib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
+}
+
+// A whole generation (text encoding, every UNet step with CFG, VAE decode) as `sdpal generate`
+// runs it, timed by phase; the process's peak RSS afterwards is that of a full generation.
+void run_pipeline(const Options& o, const Size& s) {
+  const auto t0 = Clock::now();
+  ModelArgs ma;
+  ma.path = o.model;
+  auto m = load_model(ma, false);
+  const double load_s = since(t0);
+  GenerateParams p;
+  p.prompts.assign(o.batch > 1 ? o.batch / 2 : 1, "a photo of an astronaut riding a horse");
+  p.width = s.width;
+  p.height = s.height;
+  p.steps = o.steps;
+  p.sampler = "euler_a";
+  std::vector<double> step_times;
+  auto ts = Clock::now();
+  p.on_step = [&](int, int, const Tensor&) {
+    step_times.push_back(since(ts));
+    ts = Clock::now();
+  };
+  const auto tg = Clock::now();
+  GenerateResult r = generate(*m, p);
+  const double total = since(tg);
+  double steps_s = 0;
+  for (double t : step_times) steps_s += t;
+  // on_step fires after the step; the first interval also holds text encoding and set-up.
+  const double first = step_times.empty() ? 0 : step_times[0];
+  const double typical =
+      step_times.size() > 1 ? (steps_s - first) / (step_times.size() - 1) : first;
+  const double text_s = std::max(0.0, first - typical);
+  const double decode_s = total - steps_s;
+  const int f = vae_scale_factor(*m);
+  const ComputeCost unet =
+      unet_cost(m->unet->config(), 2 * int64_t(p.prompts.size()), s.height / f, s.width / f, 77);
+  const ComputeCost vae =
+      vae_decoder_cost(m->vae->config(), p.prompts.size(), s.height / f, s.width / f);
+  std::printf(
+      "sdpal bench --pipeline: %s, %dx%d, %zu image(s), %d euler_a steps, CFG on, %d threads\n",
+      o.model.c_str(), s.width, s.height, p.prompts.size(), o.steps, omp_get_max_threads());
+  std::printf(
+      "load %.2f s | text encoding ~%.2f s | UNet %.2f s/step (%.1f GFLOP/s) | VAE decode "
+      "%.2f s (%.1f GFLOP/s) | total %.2f s\n",
+      load_s, text_s, typical, unet.flops() / 1e9 / typical, decode_s, vae.flops() / 1e9 / decode_s,
+      total);
+  std::printf("peak RSS of the whole generation: %.2f GiB\n", peak_rss_gib());
+  (void)r;
+}
+
 void run(const Options& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   const int threads = omp_get_max_threads();
+  if (o.pipeline) {
+    SDPAL_CHECK(!o.model.empty(), "bench: --model is required");
+    run_pipeline(o, parse_sizes(o).front());
+    return;
+  }
   if (o.peak_only) {
     for (int i = 0; i < 5; ++i)
       std::printf("fp32 peak, %d threads: %.1f GFLOP/s (load average %s)\n", threads,
@@ -216,12 +278,10 @@ void run(const Options& o) {
                                  {"pct_of_nominal_peak", 100 * rate / o.nominal_peak},
                                  {"finite_output", finite}});
   }
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  const double rss_gib = ru.ru_maxrss / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
+  const double rss_gib = peak_rss_gib();
   const std::string load_after = load_average();
   std::printf("peak RSS %.2f GiB, load average after %s\n", rss_gib, load_after.c_str());
-  report["peak_rss_bytes"] = static_cast<int64_t>(ru.ru_maxrss) * 1024;
+  report["peak_rss_bytes"] = static_cast<int64_t>(rss_gib * 1024 * 1024 * 1024);
   report["load_average_after"] = load_after;
   if (!o.json.empty()) {
     const std::string text = report.dump(2) + "\n";
@@ -250,6 +310,9 @@ const bool registered = register_command(
                       "Nominal fp32 peak in GFLOP/s (default 320: 2 cores x 2 FMA x 16 lanes x 2 "
                       "x 2.5 GHz)");
        app.add_option("--json", o->json, "Also write the numbers to this JSON file");
+       app.add_flag("--pipeline", o->pipeline,
+                    "Time one whole generation instead (text encoder, --steps UNet steps with CFG, "
+                    "VAE decode) at the first size, and report its peak RSS");
        app.add_flag("--peak-only", o->peak_only,
                     "Only measure the fp32 FMA peak (5 times) and exit; no model needed");
        app.callback([o] { run(*o); });
