@@ -5,52 +5,13 @@
 #include "core/error.h"
 #include "formats/checkpoint_keymap.h"
 #include "models/config.h"
+#include "pipeline/model_files.h"
 
 namespace fs = std::filesystem;
 
 namespace sdpal {
 
 namespace {
-
-// The weight files of one component folder: `<stem>[.variant].safetensors`, or shards listed by a
-// `<stem>[.variant].safetensors.index.json`. Pickle-only folders are refused with advice.
-std::vector<std::string> component_files(const fs::path& dir, const std::string& stem,
-                                         const std::string& variant, const std::string& what) {
-  if (!fs::is_directory(dir)) fail("model folder lacks " + dir.string() + " (" + what + ")");
-  auto try_variant = [&](const std::string& v) -> std::vector<std::string> {
-    const std::string base = stem + (v.empty() ? "" : "." + v) + ".safetensors";
-    if (fs::exists(dir / base)) return {(dir / base).string()};
-    if (fs::exists(dir / (base + ".index.json"))) {
-      nlohmann::json idx = read_json_file((dir / (base + ".index.json")).string());
-      SDPAL_CHECK(idx.contains("weight_map") && idx["weight_map"].is_object(),
-                  (dir / (base + ".index.json")).string() + ": no weight_map");
-      std::set<std::string> files;
-      for (const auto& [k, f] : idx["weight_map"].items())
-        files.insert((dir / f.get<std::string>()).string());
-      return {files.begin(), files.end()};
-    }
-    return {};
-  };
-  std::vector<std::string> files;
-  if (!variant.empty()) {
-    files = try_variant(variant);
-    if (files.empty())
-      fail(dir.string() + ": no " + stem + "." + variant + ".safetensors (asked for --variant " +
-           variant + ")");
-    return files;
-  }
-  files = try_variant("");
-  if (files.empty()) files = try_variant("fp16");  // only the fp16 variant is present
-  if (files.empty()) {
-    for (const char* ext : {".bin", ".ckpt", ".pt"})
-      if (fs::exists(dir / (stem + ext)) || fs::exists(dir / (stem + ".fp16" + ext)))
-        fail(dir.string() + ": only a pickle file (" + stem + ext +
-             ") is present; pickle files can execute code when loaded and are not read. Convert "
-             "the model to safetensors (e.g. diffusers' save_pretrained(safe_serialization=True))");
-    fail(dir.string() + ": no " + stem + ".safetensors (" + what + " weights)");
-  }
-  return files;
-}
 
 void check_all_used(const WeightStore& ws) {
   auto unused = ws.unused();

@@ -1,0 +1,123 @@
+// `sdpal compress`: palettizes (k-means LUT + n-bit indices) or linearly quantizes (8-bit) the
+// large Linear/Conv weights of a diffusers model into a compressed diffusers folder.
+#include <cstdio>
+#include <memory>
+
+#include "compression/compress_model.h"
+#include "core/error.h"
+#include "tools/command.h"
+#include "tools/options.h"
+
+namespace sdpal {
+namespace {
+
+struct Args {
+  std::string model, output, mode = "palettize", granularity, variant;
+  int nbits = 0;  // 0: not given
+  int64_t group_size = 0;
+  bool group_size_given = false, asymmetric = false, force = false, include_embeddings = false;
+  std::vector<std::string> components = {"unet", "text_encoder"};
+  int64_t min_elements = 100000;
+  int threads = 0;
+};
+
+CompressOptions to_options(const Args& a) {
+  CompressOptions o;
+  SDPAL_CHECK(!a.model.empty(), "compress: --model is required");
+  SDPAL_CHECK(!a.output.empty(), "compress: --output is required");
+  if (a.mode == "palettize") {
+    o.mode = CompressMode::Palettize;
+    o.nbits = a.nbits ? a.nbits : 4;
+    SDPAL_CHECK(!a.asymmetric, "compress: --asymmetric applies to --mode linear8 only");
+    std::string gran = a.granularity;
+    if (gran.empty()) gran = a.group_size_given ? "per-grouped-channel" : "per-tensor";
+    if (gran == "per-grouped-channel") {
+      o.group_size = a.group_size_given ? a.group_size : 16;
+      SDPAL_CHECK(o.group_size > 0, "compress: --group-size must be positive");
+    } else {
+      SDPAL_CHECK(!a.group_size_given,
+                  "compress: --group-size needs --granularity per-grouped-channel");
+    }
+  } else {
+    o.mode = CompressMode::Linear8;
+    SDPAL_CHECK(a.nbits == 0 || a.nbits == 8,
+                "compress: --mode linear8 stores 8 bits, not --nbits " + std::to_string(a.nbits));
+    SDPAL_CHECK(a.granularity.empty() && !a.group_size_given,
+                "compress: --mode linear8 is per output channel; --granularity and --group-size "
+                "apply to palettize");
+    o.symmetric = !a.asymmetric;
+  }
+  o.components = a.components;
+  o.min_elements = a.min_elements;
+  o.include_embeddings = a.include_embeddings;
+  o.variant = a.variant;
+  o.force = a.force;
+  o.log = [](const std::string& line) {
+    std::printf("  %s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  return o;
+}
+
+void run(const Args& a) {
+  apply_threads(a.threads);
+  const CompressOptions o = to_options(a);
+  const std::string what =
+      o.mode == CompressMode::Linear8
+          ? std::string("linear 8-bit, ") + (o.symmetric ? "symmetric" : "asymmetric")
+          : std::to_string(o.nbits) + "-bit palette, " +
+                (o.group_size ? "per group of " + std::to_string(o.group_size) + " channels"
+                              : std::string("per tensor"));
+  std::printf("compressing %s -> %s (%s)\n", a.model.c_str(), a.output.c_str(), what.c_str());
+  std::fflush(stdout);
+  const CompressSummary s = compress_model(a.model, a.output, o);
+  std::printf("compressed %zu tensors (%.2fM parameters) in %.1f s\n", s.tensors.size(),
+              s.params_compressed / 1e6, s.seconds);
+  std::printf("  compressed tensors: %.2f MB -> %.2f MB (%.2f bits per weight)\n",
+              s.bytes_before / 1e6, s.bytes_after / 1e6, s.bits_per_weight());
+  std::printf("  weight files:       %.2f MB -> %.2f MB\n", s.weight_file_bytes_before / 1e6,
+              s.weight_file_bytes_after / 1e6);
+  std::printf("wrote %s\n", a.output.c_str());
+}
+
+const bool registered = register_command(
+    {"compress",
+     "Compress a diffusers model: k-means palettization or linear 8-bit quantization of its "
+     "large Linear/Conv weights",
+     [](CLI::App& app) {
+       auto a = std::make_shared<Args>();
+       app.add_option("-m,--model", a->model, "Input diffusers folder (never modified)");
+       app.add_option("-o,--output", a->output, "Output folder (written atomically)");
+       app.add_option("--mode", a->mode, "palettize (default) or linear8")
+           ->check(CLI::IsMember({"palettize", "linear8"}));
+       app.add_option("--nbits", a->nbits, "Palette index bits: 1, 2, 4 (default), 6 or 8");
+       app.add_option("--granularity", a->granularity,
+                      "per-tensor (default) or per-grouped-channel (one LUT per group of output "
+                      "channels)")
+           ->check(CLI::IsMember({"per-tensor", "per-grouped-channel"}));
+       app.add_option_function<int64_t>(
+           "--group-size",
+           [a](int64_t g) {
+             a->group_size = g;
+             a->group_size_given = true;
+           },
+           "Output channels per LUT with per-grouped-channel (default 16)");
+       app.add_option("--components", a->components,
+                      "Components to compress, comma-separated (default unet,text_encoder; "
+                      "vae too if named)")
+           ->delimiter(',');
+       app.add_option("--min-elements", a->min_elements,
+                      "Compress only weights with more elements than this (default 100000)");
+       app.add_flag("--asymmetric", a->asymmetric,
+                    "linear8: uint8 with per-channel zero points instead of symmetric int8");
+       app.add_flag("--include-embeddings", a->include_embeddings,
+                    "Also compress token/position embedding tables");
+       app.add_option("--variant", a->variant,
+                      "Weight files to read, e.g. fp16 (default: as the runtime picks them)");
+       app.add_flag("--force", a->force, "Replace a non-empty output folder");
+       app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+       app.callback([a] { run(*a); });
+     }});
+
+}  // namespace
+}  // namespace sdpal
