@@ -98,12 +98,12 @@ std::map<int, IndexKeys> scan_keys(const WeightStore& ws) {
 // A k x k convolution (k odd, 'same' padding) whose output channels come from its weight.
 Conv2d load_conv(const WeightStore& ws, const std::string& path, int64_t in, int stride,
                  bool bias) {
-  const TensorView& w = ws.get(join(path, "weight"));
-  if (w.shape.size() != 4 || w.shape[2] != w.shape[3] || w.shape[2] % 2 == 0)
+  const Shape& w = ws.shape_of(join(path, "weight"));
+  if (w.size() != 4 || w[2] != w[3] || w[2] % 2 == 0)
     fail(ws.label() + ": tensor '" + path + ".weight' in " + ws.source() + " has shape " +
-         shape_str(w.shape) + ", not an odd square convolution kernel");
+         shape_str(w) + ", not an odd square convolution kernel");
   Conv2d c;
-  c.load(ws, path, in, w.shape[0], static_cast<int>(w.shape[2]), stride, -1, bias);
+  c.load(ws, path, in, w[0], static_cast<int>(w[2]), stride, -1, bias);
   return c;
 }
 
@@ -172,7 +172,7 @@ std::shared_ptr<const Stack> build_stack(std::unique_ptr<WeightStore> ws, Role r
       // always have a bias, the others have one only if stored.
       const int stride = role == Role::kEncoder && !first && !final ? 2 : 1;
       const bool bias = first || final || ws->has(path + ".bias");
-      if (first) ch = ws->get(path + ".weight").shape.at(1);
+      if (first) ch = ws->shape_of(path + ".weight").at(1);
       layer.conv = load_conv(*ws, path, ch, stride, bias);
       ch = layer.conv.p.cout;
       if (stride == 2) s->scale *= 2;

@@ -1,15 +1,31 @@
 #include "models/weights.h"
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "formats/compressed_format.h"
 
 namespace sdpal {
 
 namespace {
 constexpr int64_t kSmallParam = 1 << 16;  // fp32 copies kept for tensors up to this many elements
-}
+std::atomic<int64_t> g_expand_ns{0};
+
+struct ExpandTimer {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  ~ExpandTimer() {
+    g_expand_ns +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+  }
+};
+}  // namespace
+
+double weight_expansion_seconds() { return g_expand_ns.load() * 1e-9; }
+void reset_weight_expansion_seconds() { g_expand_ns = 0; }
 
 Param::Param(const WeightStore* store, const TensorView* view) : store_(store), view_(view) {
   if (view->dtype != DType::F32 && view->numel() <= kSmallParam) {
@@ -18,9 +34,22 @@ Param::Param(const WeightStore* store, const TensorView* view) : store_(store), 
   }
 }
 
+Param::Param(const WeightStore* store, const CompressedView* cview) : store_(store), cview_(cview) {
+  if (cview->numel() <= kSmallParam) {
+    copy_ = std::make_shared<std::vector<float>>(cview->numel());
+    expand(*cview, copy_->data());
+  }
+}
+
 const float* Param::f32() const {
-  SDPAL_CHECK(view_, "internal: use of an unloaded parameter");
+  SDPAL_CHECK(valid(), "internal: use of an unloaded parameter");
   if (copy_) return copy_->data();
+  ExpandTimer timer;
+  if (cview_) {
+    float* s = store_->scratch(cview_->numel());
+    expand(*cview_, s);
+    return s;
+  }
   if (view_->dtype == DType::F32) return reinterpret_cast<const float*>(view_->data);
   float* s = store_->scratch(view_->numel());
   const int64_t n = view_->numel(), block = 1 << 16;
@@ -50,7 +79,17 @@ void WeightStore::add_file(
     const std::string& path,
     const std::function<std::optional<std::string>(const std::string&)>& rename) {
   auto f = std::make_shared<SafetensorsFile>(path);
+  std::set<std::string> parts;  // tensors that are pieces of compressed weights
+  if (f->metadata().count("sdpal:format")) {
+    CompressedTensors c = read_compressed(*f);
+    parts = c.component_tensor_names;
+    for (auto& [n, cv] : c.weights) {
+      std::optional<std::string> name = rename ? rename(n) : std::optional<std::string>(n);
+      if (name) compressed_[*name] = cv;
+    }
+  }
   for (const TensorView& v : f->tensors()) {
+    if (parts.count(v.name)) continue;
     std::optional<std::string> name = rename ? rename(v.name) : std::optional<std::string>(v.name);
     if (!name) continue;
     views_[*name] = v;
@@ -59,6 +98,11 @@ void WeightStore::add_file(
 }
 
 void WeightStore::add_view(const std::string& name, TensorView v) { views_[name] = std::move(v); }
+
+void WeightStore::add_compressed(const std::string& name, CompressedView v) {
+  views_.erase(name);
+  compressed_[name] = std::move(v);
+}
 
 const TensorView* WeightStore::find(const std::string& name) const {
   auto it = views_.find(name);
@@ -72,6 +116,9 @@ std::string WeightStore::source() const {
 }
 
 const TensorView& WeightStore::get(const std::string& name, const Shape& expect) const {
+  if (compressed_.count(name))
+    fail(label_ + ": tensor '" + name + "' in " + source() +
+         " is compressed, but this layer needs it uncompressed (it must not be compressed)");
   const TensorView* v = find(name);
   if (!v && synth_ && !expect.empty()) {
     views_[name] = synth_(name, expect);
@@ -88,7 +135,23 @@ const TensorView& WeightStore::get(const std::string& name, const Shape& expect)
 }
 
 Param WeightStore::param(const std::string& name, const Shape& expect) const {
+  auto it = compressed_.find(name);
+  if (it != compressed_.end()) {
+    if (!expect.empty() && it->second.shape != expect)
+      fail(label_ + ": compressed tensor '" + name + "' in " + source() + " has shape " +
+           shape_str(it->second.shape) + " but the config implies " + shape_str(expect));
+    used_.insert(name);
+    return Param(this, &it->second);
+  }
   return Param(this, &get(name, expect));
+}
+
+const Shape& WeightStore::shape_of(const std::string& name) const {
+  auto it = compressed_.find(name);
+  if (it != compressed_.end()) return it->second.shape;
+  const TensorView* v = find(name);
+  if (!v) fail(label_ + ": missing tensor '" + name + "' in " + source());
+  return v->shape;
 }
 
 std::optional<Param> WeightStore::optional_param(const std::string& name,
@@ -100,12 +163,13 @@ std::optional<Param> WeightStore::optional_param(const std::string& name,
 std::vector<std::string> WeightStore::names() const {
   std::vector<std::string> r;
   for (const auto& [k, v] : views_) r.push_back(k);
+  for (const auto& [k, v] : compressed_) r.push_back(k);
   return r;
 }
 
 std::vector<std::string> WeightStore::unused() const {
   std::vector<std::string> r;
-  for (const auto& [k, v] : views_)
+  for (const auto& k : names())
     if (!used_.count(k)) r.push_back(k);
   return r;
 }
@@ -113,6 +177,7 @@ std::vector<std::string> WeightStore::unused() const {
 int64_t WeightStore::total_bytes() const {
   int64_t n = 0;
   for (const auto& [k, v] : views_) n += v.nbytes;
+  for (const auto& [k, v] : compressed_) n += v.stored_bytes();
   return n;
 }
 

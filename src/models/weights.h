@@ -1,7 +1,9 @@
 // WeightStore: the named tensors of one model component (unet, vae, text_encoder, ...), backed by
-// mmap'd safetensors files. Weights stay in their file dtype; a Param hands out fp32 data on use:
-// F32 tensors directly from the mapping, small F16/BF16 tensors from a one-time fp32 copy, large
-// ones expanded into a reused scratch buffer just before use (valid until the next expansion).
+// mmap'd safetensors files. Weights stay in their file dtype, or compressed (palettized / linear
+// 8-bit, see compression/compressed_weight.h); a Param hands out fp32 data on use: F32 tensors
+// directly from the mapping, small tensors from a one-time fp32 copy, large F16/BF16 or compressed
+// ones expanded into a reused scratch buffer just before use (valid until the next expansion), so
+// resident weight memory stays at the file's size.
 #pragma once
 #include <functional>
 #include <map>
@@ -11,26 +13,34 @@
 #include <string>
 #include <vector>
 
+#include "compression/compressed_weight.h"
 #include "formats/safetensors.h"
 
 namespace sdpal {
 
 class WeightStore;
 
+// Time spent expanding F16/BF16/compressed weights to fp32 since the last reset (all stores),
+// for benchmarks' breakdowns.
+double weight_expansion_seconds();
+void reset_weight_expansion_seconds();
+
 class Param {
  public:
   Param() = default;
   Param(const WeightStore* store, const TensorView* view);
-  bool valid() const { return view_ != nullptr; }
-  const Shape& shape() const { return view_->shape; }
-  int64_t numel() const { return view_->numel(); }
-  const TensorView& view() const { return *view_; }
+  Param(const WeightStore* store, const CompressedView* cview);
+  bool valid() const { return view_ != nullptr || cview_ != nullptr; }
+  bool compressed() const { return cview_ != nullptr; }
+  const Shape& shape() const { return cview_ ? cview_->shape : view_->shape; }
+  int64_t numel() const { return shape_numel(shape()); }
   // fp32 data. For large non-F32 tensors the pointer is valid until the next large expansion.
   const float* f32() const;
 
  private:
   const WeightStore* store_ = nullptr;
   const TensorView* view_ = nullptr;
+  const CompressedView* cview_ = nullptr;
   std::shared_ptr<std::vector<float>> copy_;
 };
 
@@ -45,11 +55,20 @@ class WeightStore {
   void add_file(const std::string& path,
                 const std::function<std::optional<std::string>(const std::string&)>& rename = {});
   void add_view(const std::string& name, TensorView v);
-  bool has(const std::string& name) const { return views_.count(name) != 0; }
+  // Registers a compressed weight (its LUT/indices or q/scales must outlive the store). Replaces a
+  // plain tensor of the same name: e.g. to try a palettized layer in memory, without files.
+  void add_compressed(const std::string& name, CompressedView v);
+  bool has(const std::string& name) const {
+    return views_.count(name) != 0 || compressed_.count(name) != 0;
+  }
+  // Compressed weights by name (empty for ordinary files).
+  const std::map<std::string, CompressedView>& compressed() const { return compressed_; }
   const TensorView* find(const std::string& name) const;
   // Throws "<label>: missing tensor 'name'" or a shape mismatch error naming both shapes.
   const TensorView& get(const std::string& name, const Shape& expect = {}) const;
   Param param(const std::string& name, const Shape& expect = {}) const;
+  // Shape of a stored tensor, compressed or not (throws if absent).
+  const Shape& shape_of(const std::string& name) const;
   std::optional<Param> optional_param(const std::string& name, const Shape& expect = {}) const;
   std::vector<std::string> names() const;
   // Names never fetched through get()/param(): unknown keys after a model is built.
@@ -71,6 +90,7 @@ class WeightStore {
   std::string label_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   mutable std::map<std::string, TensorView> views_;  // mutable: shape discovery adds entries
+  std::map<std::string, CompressedView> compressed_;
   mutable std::set<std::string> used_;
   Synthesizer synth_;
   struct AlignedFree {

@@ -19,6 +19,7 @@
 #include "models/flops.h"
 #include "models/unet.h"
 #include "pipeline/generate.h"
+#include "pipeline/model_files.h"
 #include "tools/command.h"
 #include "tools/options.h"
 
@@ -110,16 +111,6 @@ std::string load_average() {
   return buf;
 }
 
-std::string unet_weights_file(const std::string& model) {
-  for (const char* name :
-       {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"}) {
-    const fs::path p = fs::path(model) / "unet" / name;
-    if (fs::exists(p)) return p.string();
-  }
-  fail("bench: no unet/diffusion_pytorch_model[.fp16].safetensors in " + model +
-       " (a diffusers folder is needed)");
-}
-
 // Deterministic pseudo-random inputs (the values do not matter for timing, only their range).
 Tensor pseudo_random(Shape shape, uint32_t seed) {
   Tensor t(std::move(shape));
@@ -206,13 +197,17 @@ void run(const Options& o) {
 
   const auto tl = Clock::now();
   WeightStore ws("unet");
-  ws.add_file(unet_weights_file(o.model));
+  for (const auto& f :
+       component_files(fs::path(o.model) / "unet", "diffusion_pytorch_model", "", "UNet"))
+    ws.add_file(f);
   const std::string cfg_path = (fs::path(o.model) / "unet" / "config.json").string();
   const UNetConfig cfg = UNetConfig::from_json(read_json_file(cfg_path), cfg_path);
   UNet unet(ws, cfg);
   int64_t params = 0;
-  for (const auto& n : ws.names()) params += ws.find(n)->numel();
-  const char* wdtype = ws.count_dtype(DType::F16) > 0 ? "fp16" : "fp32";
+  for (const auto& n : ws.names()) params += shape_numel(ws.shape_of(n));
+  const char* wdtype = !ws.compressed().empty()         ? "compressed"
+                       : ws.count_dtype(DType::F16) > 0 ? "fp16"
+                                                        : "fp32";
   const double load_s = since(tl);
 
   const std::string load_before = load_average();
@@ -247,6 +242,7 @@ void run(const Options& o) {
     const double peak = measure_fma_peak(threads);
     std::vector<double> times;
     bool finite = true;
+    reset_weight_expansion_seconds();
     for (int i = 0; i < o.steps; ++i) {
       const auto t0 = Clock::now();
       const Tensor out = unet.forward(sample, {500}, context);
@@ -257,6 +253,7 @@ void run(const Options& o) {
     std::sort(sorted.begin(), sorted.end());
     const size_t n = sorted.size();
     const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    const double expand_s = weight_expansion_seconds() / o.steps;
     const ComputeCost cost = unet_cost(cfg, o.batch, h, w, ctx_len);
     const double gflop = cost.flops() / 1e9, rate = gflop / median;
     std::printf("%-9s %-7s %11.1f %9.3f %9.3f %9.1f %7.1f %6.1f%% %6.1f%%%s\n",
@@ -264,6 +261,8 @@ void run(const Options& o) {
                 (std::to_string(w) + "x" + std::to_string(h)).c_str(), gflop, median, sorted[0],
                 rate, peak, 100 * rate / peak, 100 * rate / o.nominal_peak,
                 finite ? "" : "  (non-finite output!)");
+    std::printf("          weight expansion to fp32: %.3f s/step (%.1f%% of the step)\n", expand_s,
+                100 * expand_s / median);
     std::fflush(stdout);
     report["results"].push_back({{"width", s.width},
                                  {"height", s.height},
@@ -276,6 +275,7 @@ void run(const Options& o) {
                                  {"peak_measured_gflops", peak},
                                  {"pct_of_measured_peak", 100 * rate / peak},
                                  {"pct_of_nominal_peak", 100 * rate / o.nominal_peak},
+                                 {"weight_expansion_s", expand_s},
                                  {"finite_output", finite}});
   }
   const double rss_gib = peak_rss_gib();
