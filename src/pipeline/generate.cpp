@@ -107,25 +107,18 @@ int default_image_size(const StableDiffusion& m) {
   return static_cast<int>(m.unet->config().sample_size) * vae_scale_factor(m);
 }
 
-GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
-  validate(m, p);
-  GenerateResult res;
+namespace {
+
+// Scheduler setup, initial latents (txt2img noise or img2img encoding) and the denoising loop of
+// generate(), with `unet` in place of the model's own. `context` as encode_prompts() gives it:
+// [uncond..., cond...] when guidance is on.
+Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& context,
+                     const GenerateParams& p, int* unet_calls) {
   const int64_t B = p.prompts.size();
   const int f = vae_scale_factor(m);
   const int64_t h = p.height / f, w = p.width / f, L = m.unet->config().in_channels;
   const Shape lat_shape{B, L, h, w};
   const bool cfg = p.cfg_scale > 1.f;
-
-  // Text: [uncond..., cond...] as diffusers concatenates them.
-  Tensor cond = encode_prompts(m, p.prompts, p.clip_skip, &res.warnings);
-  Tensor context = cond;
-  if (cfg) {
-    std::vector<std::string> neg(B, p.negative_prompts.empty() ? "" : p.negative_prompts[0]);
-    if (p.negative_prompts.size() == static_cast<size_t>(B)) neg = p.negative_prompts;
-    Tensor uncond = encode_prompts(m, neg, p.clip_skip, &res.warnings);
-    context = concat0({&uncond, &cond});
-  }
-
   SchedulerOptions so;
   so.name = p.sampler;
   so.karras = p.karras;
@@ -173,8 +166,8 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
   for (int i = first; i < static_cast<int>(ts.size()); ++i) {
     Tensor x = sched->scale_model_input(latents, i);
     Tensor xin = cfg ? concat0({&x, &x}) : x;
-    Tensor out = m.unet->forward(xin, {ts[i]}, context);
-    ++res.unet_calls;
+    Tensor out = unet.forward(xin, {ts[i]}, context);
+    if (unet_calls) ++*unet_calls;
     Tensor guided = cfg ? out.slice0(B, 2 * B) : std::move(out);
     if (cfg) {
       const int64_t n = guided.numel();
@@ -196,6 +189,38 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
     latents = sched->step(guided, i, latents, noise ? &*noise : nullptr);
     if (p.on_step) p.on_step(i - first + 1, total, latents);
   }
+  return latents;
+}
+
+}  // namespace
+
+Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
+                       const GenerateParams& p, int* unet_calls) {
+  validate(m, p);
+  const int64_t rows = static_cast<int64_t>(p.prompts.size()) * (p.cfg_scale > 1.f ? 2 : 1);
+  SDPAL_CHECK(context.ndim() == 3 && context.dim(0) == rows,
+              "denoise_latents: context has shape " + shape_str(context.shape()) + ", expected " +
+                  std::to_string(rows) + " rows");
+  return run_denoising(m, unet, context, p, unet_calls);
+}
+
+GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
+  validate(m, p);
+  GenerateResult res;
+  const int64_t B = p.prompts.size();
+  const bool cfg = p.cfg_scale > 1.f;
+
+  // Text: [uncond..., cond...] as diffusers concatenates them.
+  Tensor cond = encode_prompts(m, p.prompts, p.clip_skip, &res.warnings);
+  Tensor context = cond;
+  if (cfg) {
+    std::vector<std::string> neg(B, p.negative_prompts.empty() ? "" : p.negative_prompts[0]);
+    if (p.negative_prompts.size() == static_cast<size_t>(B)) neg = p.negative_prompts;
+    Tensor uncond = encode_prompts(m, neg, p.clip_skip, &res.warnings);
+    context = concat0({&uncond, &cond});
+  }
+
+  const Tensor latents = run_denoising(m, *m.unet, context, p, &res.unet_calls);
   res.latents = latents;
   if (p.taesd_decoder) {
     res.image01 = p.taesd_decoder->decode(latents);

@@ -48,6 +48,15 @@ Tensor encode_prompts(const StableDiffusion& m, const std::vector<std::string>& 
 
 GenerateResult generate(const StableDiffusion& m, const GenerateParams& p);
 
+// The denoising part of generate() (scheduler, initial latents, UNet loop; no text encoding, no
+// decoding) on precomputed text embeddings, run with `unet`: the model's own or another UNet of
+// the same architecture, e.g. one built on weights with some layers palettized in memory.
+// `context` is what generate() would encode: [2B, 77, D] (unconditional rows first) when
+// p.cfg_scale > 1, else [B, 77, D], with B = p.prompts.size(). Returns the final latents
+// [B, 4, h, w], bit-identical to generate(m, p).latents when `unet` has m's weights.
+Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
+                       const GenerateParams& p, int* unet_calls = nullptr);
+
 // Pixels per latent cell: 2^(VAE levels - 1), 8 for SD (diffusers' vae_scale_factor).
 int vae_scale_factor(const StableDiffusion& m);
 // diffusers' default image side: unet sample_size * vae_scale_factor (512 for SD 1.5).

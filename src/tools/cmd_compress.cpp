@@ -1,9 +1,12 @@
 // `sdpal compress`: palettizes (k-means LUT + n-bit indices) or linearly quantizes (8-bit) the
 // large Linear/Conv weights of a diffusers model into a compressed diffusers folder.
+#include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <memory>
 
 #include "compression/compress_model.h"
+#include "compression/recipe.h"
 #include "core/error.h"
 #include "tools/command.h"
 #include "tools/options.h"
@@ -19,7 +22,26 @@ struct Args {
   std::vector<std::string> components = {"unet", "text_encoder"};
   int64_t min_elements = 100000;
   int threads = 0;
+  std::string recipe, recipe_name;  // mixed-bit recipe file (sdpal analyze / Apple / {layer: bits})
 };
+
+// --recipe: exactly the recipe's layers are palettized at their bits, in the components its keys
+// name (unprefixed keys: the UNet), with the analysis's LUT granularity unless one is given.
+void apply_recipe(const Args& a, CompressOptions& o) {
+  SDPAL_CHECK(a.mode == "palettize" && a.nbits == 0,
+              "compress: --recipe sets the bits of every layer; drop --nbits / --mode linear8");
+  const RecipeChoice rc = load_recipe_file(a.recipe, a.recipe_name);
+  o.layer_bits = rc.recipe;
+  o.min_elements = std::numeric_limits<int64_t>::max();  // nothing outside the recipe
+  o.components = {"unet"};
+  for (const auto& [key, bits] : rc.recipe)
+    if (const size_t slash = key.find('/');
+        slash != std::string::npos && std::find(o.components.begin(), o.components.end(),
+                                                key.substr(0, slash)) == o.components.end())
+      o.components.push_back(key.substr(0, slash));
+  if (a.granularity.empty() && !a.group_size_given && rc.group_size_known)
+    o.group_size = rc.group_size;
+}
 
 CompressOptions to_options(const Args& a) {
   CompressOptions o;
@@ -52,6 +74,10 @@ CompressOptions to_options(const Args& a) {
   o.include_embeddings = a.include_embeddings;
   o.variant = a.variant;
   o.force = a.force;
+  if (!a.recipe.empty())
+    apply_recipe(a, o);
+  else
+    SDPAL_CHECK(a.recipe_name.empty(), "compress: --recipe-name needs --recipe");
   o.log = [](const std::string& line) {
     std::printf("  %s\n", line.c_str());
     std::fflush(stdout);
@@ -65,7 +91,9 @@ void run(const Args& a) {
   const std::string what =
       o.mode == CompressMode::Linear8
           ? std::string("linear 8-bit, ") + (o.symmetric ? "symmetric" : "asymmetric")
-          : std::to_string(o.nbits) + "-bit palette, " +
+          : (a.recipe.empty() ? std::to_string(o.nbits) + "-bit palette, "
+                              : "mixed-bit recipe " + a.recipe +
+                                    (a.recipe_name.empty() ? "" : ":" + a.recipe_name) + ", ") +
                 (o.group_size ? "per group of " + std::to_string(o.group_size) + " channels"
                               : std::string("per tensor"));
   std::printf("compressing %s -> %s (%s)\n", a.model.c_str(), a.output.c_str(), what.c_str());
@@ -115,6 +143,11 @@ const bool registered = register_command(
        app.add_option("--variant", a->variant,
                       "Weight files to read, e.g. fp16 (default: as the runtime picks them)");
        app.add_flag("--force", a->force, "Replace a non-empty output folder");
+       app.add_option("--recipe", a->recipe,
+                      "Mixed-bit recipe: an analysis JSON (sdpal analyze or Apple's pre-analysis) "
+                      "or a plain {layer: bits} JSON; only its layers are palettized");
+       app.add_option("--recipe-name", a->recipe_name,
+                      "Which recipe of the analysis (e.g. recipe_4.52_bit_mixedpalette)");
        app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
        app.callback([a] { run(*a); });
      }});

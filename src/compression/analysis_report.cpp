@@ -1,0 +1,96 @@
+#include "compression/analysis_report.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace sdpal {
+
+namespace {
+
+std::string fmt(double v, int decimals = 2) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", decimals, v);
+  return b;
+}
+
+std::string cell(const std::optional<double>& v) { return v ? fmt(*v) : ""; }
+
+}  // namespace
+
+AnalysisReport make_report(const Analysis& a) {
+  AnalysisReport r;
+  r.title = a.model_version.empty() ? "mixed-bit palettization" : a.model_version;
+  r.original = a.original;
+  r.linear_8bit = a.linear_8bit;
+  for (const auto& c : a.model.candidates) r.analysed_elements += c.elements;
+  const double total = static_cast<double>(r.analysed_elements);
+  const int64_t rest =
+      a.model.unet_parameters > 0 ? a.model.unet_parameters - r.analysed_elements : -1;
+  auto row = [&](const std::string& name, bool recipe, double bits, std::optional<double> psnr) {
+    ReportRow w;
+    w.name = name;
+    w.recipe = recipe;
+    w.bits = bits;
+    w.size_mb = bits * total / 8e6;
+    if (rest >= 0) w.unet_mb = (bits * total + 16.0 * rest) / 8e6;
+    w.psnr = psnr;
+    return w;
+  };
+
+  for (int n : a.nbits()) {
+    if (!a.cumulative_complete(n)) continue;
+    ChartCurve c;
+    c.nbits = n;
+    double done = 0;
+    for (const auto& layer : a.cumulative_order.at(n)) {
+      done += a.elements_of(layer);
+      c.points.push_back(
+          {done / total * (16.0 - n) / 16.0 * 100.0, mean_psnr(a.cumulative.at(n).at(layer))});
+    }
+    r.curves.push_back(std::move(c));
+  }
+
+  if (a.original) r.rows.push_back(row("original", false, 16, a.original));
+  if (a.linear_8bit) r.rows.push_back(row("linear_8bit", false, 8, a.linear_8bit));
+  for (auto it = r.curves.rbegin(); it != r.curves.rend(); ++it)
+    r.rows.push_back(row("palettize_" + std::to_string(it->nbits) + "bit", false, it->nbits,
+                         recorded_psnr(it->points.back().psnr)));
+  std::vector<ReportRow> recipes;
+  for (const auto& [name, recipe] : a.recipes) {
+    auto p = a.recipe_psnr.find(name);
+    recipes.push_back(row(name, true, recipe_average_bits(a, recipe),
+                          p == a.recipe_psnr.end() ? std::nullopt : std::optional(p->second)));
+  }
+  std::stable_sort(recipes.begin(), recipes.end(),
+                   [](const ReportRow& x, const ReportRow& y) { return x.bits > y.bits; });
+  for (const auto& w : recipes) {
+    r.rows.push_back(w);
+    if (w.psnr) {
+      r.mixed_bit.push_back({(1.0 - w.bits / 16.0) * 100.0, *w.psnr});
+      r.mixed_labels.push_back(fmt(w.bits) + " bit");
+    }
+  }
+  // mixed_bit is ascending in reduction since recipes are sorted by descending bits.
+  return r;
+}
+
+std::string report_markdown(const AnalysisReport& r) {
+  const bool unet = !r.rows.empty() && r.rows[0].unet_mb.has_value();
+  std::string s = "| name | bits/weight | layers MB | " + std::string(unet ? "UNet MB | " : "") +
+                  "PSNR dB |\n|---|---:|---:|" + (unet ? "---:|" : "") + "---:|\n";
+  for (const auto& w : r.rows)
+    s += "| " + w.name + " | " + fmt(w.bits) + " | " + fmt(w.size_mb) + " | " +
+         (unet ? cell(w.unet_mb) + " | " : "") + cell(w.psnr) + " |\n";
+  return s;
+}
+
+std::string report_csv(const AnalysisReport& r) {
+  std::string s = "name,kind,bits_per_weight,layers_mb,unet_mb,psnr_db\n";
+  for (const auto& w : r.rows)
+    s += w.name + "," + (w.recipe ? "recipe" : "baseline") + "," + fmt(w.bits, 4) + "," +
+         fmt(w.size_mb, 4) + "," + (w.unet_mb ? fmt(*w.unet_mb, 4) : "") + "," +
+         (w.psnr ? fmt(*w.psnr) : "") + "\n";
+  return s;
+}
+
+}  // namespace sdpal

@@ -1,0 +1,70 @@
+// Mixed-bit palettization pre-analysis (`sdpal analyze`): measures how much palettizing each UNet
+// layer, alone and cumulatively, changes the model's output, and derives recipes (analysis.h has
+// the document, recipe.h the rule).
+//
+// A measurement runs the denoising loop for every (prompt, seed) with some layers replaced by
+// palettized (or linear 8-bit) versions in memory and records the PSNR of the final latents
+// against the uncompressed model's. Text embeddings, initial noise and the reference latents are
+// computed once. The work, in stages:
+//   1. single_layer: baselines "original" (a rerun) and "linear_8bit", then every (nbits, layer)
+//      with only that layer palettized;
+//   2. cumulative: for every nbits, the layers ordered least sensitive first (by summed
+//      single-layer PSNR) and palettized cumulatively; point k has the first k+1 layers palettized;
+//   3. recipes: --num-recipes thresholds and the --target-bits / --target-psnr recipes, each
+//      simulated end to end.
+// The document is written (atomically) after every measurement, so an interrupted run continues
+// where it stopped, with identical results. Stages 1 and 2 can be split into N shards (each
+// measures every N-th unit of the stage) whose files `merge_analyses` combines.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "compression/analysis.h"
+#include "pipeline/sd_model.h"
+
+namespace sdpal {
+
+// 8 prompts of varied subjects and styles (the default of --prompts).
+const std::vector<std::string>& default_analysis_prompts();
+
+struct AnalyzeOptions {
+  AnalysisSettings settings;  // width/height 0: the model's native size; prompts empty: default
+  std::string model_version;  // label; empty: the model's folder name
+  std::string output;         // the document, created or resumed
+  std::string from;           // optional: start from this document (e.g. merged shards)
+  int shard_index = 0, shard_count = 0;  // shard_count 0: not sharded
+  int64_t max_measurements = -1;         // stop after this many new measurements (< 0: no limit)
+  std::function<void(const std::string&)> log;
+  // After each measurement: done, total planned in this invocation.
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+struct AnalyzeOutcome {
+  AnalysisStage stage = AnalysisStage::Done;  // what is left (Done: complete)
+  int64_t measurements = 0;                   // made in this invocation
+  double seconds = 0;
+  std::string message;  // what to do next when not complete
+};
+
+// Candidate layers of a UNet weight store: Linear/Conv weights (2-D/4-D, not embedding tables)
+// with more than `min_elements` elements, in name order.
+std::vector<CandidateLayer> analysis_candidates(const WeightStore& unet, int64_t min_elements);
+
+// Runs (or resumes) the analysis of `m`. Throws sdpal::Error for bad options or a document that
+// does not belong to this model and these settings (nothing is written then).
+AnalyzeOutcome analyze_model(const StableDiffusion& m, const AnalyzeOptions& o);
+
+// Combines shard files of one stage into `output`: every shard 0..N-1 exactly once, each with its
+// slice finished, all made with the same settings, model and starting data. Throws (writing
+// nothing) on overlapping, missing or unfinished shards and on conflicting values.
+Analysis merge_analyses(const std::vector<std::string>& inputs, const std::string& output);
+
+// Per-run PSNR (recorded: capped, rounded) of `test`'s final latents against `reference`'s with
+// the analysis settings (s.width/height must be set): what analyze records for a model whose UNet
+// is `test`'s. For checking an applied recipe against its recorded PSNR.
+std::vector<double> measure_against(const StableDiffusion& reference, const StableDiffusion& test,
+                                    const AnalysisSettings& s);
+
+}  // namespace sdpal

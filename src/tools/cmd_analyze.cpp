@@ -1,0 +1,181 @@
+// `sdpal analyze`: mixed-bit palettization pre-analysis (per-layer sensitivity, cumulative curves,
+// recipes), resumable and shardable; `sdpal analyze --merge OUT shards...` combines shard files.
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <optional>
+
+#include "compression/analysis_report.h"
+#include "compression/analyze.h"
+#include "core/error.h"
+#include "tools/command.h"
+#include "tools/options.h"
+#include "tools/progress.h"
+
+namespace sdpal {
+namespace {
+
+struct AnalyzeArgs {
+  ModelArgs model;
+  std::string output, prompts_file, from, shard, merge, model_version, granularity;
+  std::vector<std::string> merge_inputs;
+  std::vector<uint64_t> seeds{0};
+  std::vector<int> nbits{1, 2, 4, 6, 8};
+  int steps = 1, width = 0, height = 0, num_recipes = 7;
+  float cfg = 7.5f;
+  std::string sampler = "ddim", timestep_spacing;
+  int64_t min_elements = 100000, group_size = 0, max_measurements = -1;
+  bool group_size_given = false, quiet = false;
+  std::optional<double> target_bits, target_psnr;
+};
+
+std::vector<std::string> read_prompts(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) fail("cannot open prompts file " + path);
+  std::vector<std::string> r;
+  for (std::string line; std::getline(f, line);)
+    if (!line.empty() && line[0] != '#') r.push_back(line);
+  SDPAL_CHECK(!r.empty(), path + ": no prompts (one per line; # starts a comment)");
+  return r;
+}
+
+// "i/N" -> (i, N)
+std::pair<int, int> parse_shard(const std::string& s) {
+  int i = -1, n = 0;
+  char tail = 0;
+  if (std::sscanf(s.c_str(), "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 0 || i >= n)
+    fail("analyze: --shard " + s + " is not i/N with 0 <= i < N (e.g. 0/8 ... 7/8)");
+  return {i, n};
+}
+
+void run_merge(const AnalyzeArgs& a) {
+  SDPAL_CHECK(a.output.empty() && a.shard.empty() && a.from.empty(),
+              "analyze --merge OUT takes only shard files (no --output, --shard, --from)");
+  const Analysis m = merge_analyses(a.merge_inputs, a.merge);
+  std::printf("merged %zu shard files into %s (next stage: %s)\n", a.merge_inputs.size(),
+              a.merge.c_str(), stage_name(m.stage()));
+}
+
+void run(const AnalyzeArgs& a) {
+  if (!a.merge.empty()) return run_merge(a);
+  SDPAL_CHECK(a.merge_inputs.empty(),
+              "analyze: unexpected arguments (shard files go with --merge OUT)");
+  SDPAL_CHECK(!a.output.empty(), "analyze: --output is required");
+  apply_threads(a.model.threads);
+  AnalyzeOptions o;
+  AnalysisSettings& s = o.settings;
+  if (!a.prompts_file.empty()) s.prompts = read_prompts(a.prompts_file);
+  s.seeds = a.seeds;
+  s.steps = a.steps;
+  s.width = a.width;
+  s.height = a.height;
+  s.cfg_scale = a.cfg;
+  s.sampler = a.sampler;
+  s.timestep_spacing = a.timestep_spacing;
+  s.nbits = a.nbits;
+  s.min_elements = a.min_elements;
+  std::string gran = a.granularity;
+  if (gran.empty()) gran = a.group_size_given ? "per-grouped-channel" : "per-tensor";
+  if (gran == "per-grouped-channel") {
+    s.group_size = a.group_size_given ? a.group_size : 16;
+    SDPAL_CHECK(s.group_size > 0, "analyze: --group-size must be positive");
+  } else {
+    SDPAL_CHECK(!a.group_size_given,
+                "analyze: --group-size needs --granularity per-grouped-channel");
+  }
+  s.num_recipes = a.num_recipes;
+  s.target_bits = a.target_bits;
+  s.target_psnr = a.target_psnr;
+  o.model_version = a.model_version;
+  o.output = a.output;
+  o.from = a.from;
+  if (!a.shard.empty()) std::tie(o.shard_index, o.shard_count) = parse_shard(a.shard);
+  o.max_measurements = a.max_measurements;
+  auto model = load_model(a.model, false);
+  Progress bar("analyze", 0, !a.quiet);
+  o.log = [&bar](const std::string& line) {
+    if (bar.active()) std::fprintf(stderr, "\r\033[K");  // clear the progress line first
+    std::printf("  %s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  o.progress = [&bar](int64_t done, int64_t total) {
+    bar.set_total(static_cast<int>(std::max(total, done)));
+    bar.update(static_cast<int>(done));
+  };
+  std::printf("analysing %s -> %s\n", model->path.c_str(), a.output.c_str());
+  std::fflush(stdout);
+  const AnalyzeOutcome r = analyze_model(*model, o);
+  bar.finish();
+  std::printf("%lld measurement(s) in %.1f s", static_cast<long long>(r.measurements), r.seconds);
+  if (r.measurements) std::printf(" (%.2f s each)", r.seconds / r.measurements);
+  std::printf("\n");
+  if (r.stage != AnalysisStage::Done) {
+    std::printf("%s\n", r.message.c_str());
+    return;
+  }
+  std::printf("analysis complete: %s\n\n%s", a.output.c_str(),
+              report_markdown(make_report(read_analysis(a.output, true))).c_str());
+}
+
+const bool registered = register_command(
+    {"analyze",
+     "Mixed-bit palettization pre-analysis: per-layer sensitivity, cumulative curves and recipes "
+     "(resumable; --shard i/N and --merge to spread it over machines)",
+     [](CLI::App& app) {
+       auto a = std::make_shared<AnalyzeArgs>();
+       add_model_options(app, a->model);
+       app.add_option("-o,--output", a->output,
+                      "Analysis JSON (created, or resumed where an earlier run stopped)");
+       app.add_option("--prompts", a->prompts_file,
+                      "File with one prompt per line (default: 8 varied prompts)");
+       app.add_option("--seeds", a->seeds, "Seeds; every prompt runs with every seed (default 0)");
+       app.add_option("--steps", a->steps, "Denoising steps per run")->capture_default_str();
+       app.add_option("-W,--width", a->width, "Width (default: the model's native size)");
+       app.add_option("-H,--height", a->height, "Height (default: the model's native size)");
+       app.add_option("--cfg-scale", a->cfg, "Guidance scale")->capture_default_str();
+       app.add_option("--sampler", a->sampler, "Sampler")
+           ->check(CLI::IsMember({"ddim", "euler", "euler_a", "dpmpp_2m", "pndm"}))
+           ->capture_default_str();
+       app.add_option("--timestep-spacing", a->timestep_spacing,
+                      "leading, linspace or trailing (default: the sampler's; DDIM's leading puts "
+                      "a 1-step run at t=1, trailing at t=999)")
+           ->check(CLI::IsMember({"leading", "linspace", "trailing"}));
+       app.add_option("--nbits", a->nbits, "Palette bit widths to analyse (default 1,2,4,6,8)")
+           ->delimiter(',');
+       app.add_option("--min-elements", a->min_elements,
+                      "Analyse weights with more elements than this")
+           ->capture_default_str();
+       app.add_option("--granularity", a->granularity,
+                      "per-tensor (default) or per-grouped-channel LUTs")
+           ->check(CLI::IsMember({"per-tensor", "per-grouped-channel"}));
+       app.add_option_function<int64_t>(
+           "--group-size",
+           [a](int64_t g) {
+             a->group_size = g;
+             a->group_size_given = true;
+           },
+           "Output channels per LUT with per-grouped-channel (default 16)");
+       app.add_option("--num-recipes", a->num_recipes, "Recipes from near-lossless to smallest")
+           ->capture_default_str();
+       app.add_option("--target-bits", a->target_bits,
+                      "Also make the best recipe of at most this many bits per weight");
+       app.add_option("--target-psnr", a->target_psnr,
+                      "Also make the smallest recipe reaching this PSNR (dB)");
+       app.add_option("--shard", a->shard,
+                      "i/N: measure every N-th unit of the current stage (one shard of a "
+                      "cluster job); merge the shard files with --merge");
+       app.add_option("--from", a->from,
+                      "Start from this analysis (e.g. merged shards of the previous stage)");
+       app.add_option("--merge", a->merge,
+                      "Merge shard files (given after it) into this file, then stop");
+       app.add_option("shards", a->merge_inputs, "Shard files for --merge");
+       app.add_option("--max-measurements", a->max_measurements,
+                      "Stop after this many measurements (resume later with the same command)");
+       app.add_option("--model-version", a->model_version,
+                      "Name recorded as model_version (default: the model folder's name)");
+       app.add_flag("-q,--quiet", a->quiet, "No progress bar");
+       app.callback([a] { run(*a); });
+     }});
+
+}  // namespace
+}  // namespace sdpal
