@@ -11,6 +11,7 @@
 #include "formats/compressed_format.h"
 #include "models/taesd.h"
 #include "pipeline/generate.h"
+#include "support/cli.h"
 #include "support/fixtures.h"
 
 using namespace sdpal;
@@ -158,6 +159,24 @@ TEST(CompressedRuntime, TaesdReconstructionFallsWithBits) {
     prev = q;
   }
   fs::remove_all(dir);
+}
+
+TEST(CompressedRuntime, CompressEvalAndCompareReportPsnr) {
+  SDPAL_REQUIRE_FIXTURES();
+  const fs::path out = temp_dir("eval");
+  CliResult r = run_cli({"compress", "--model", model_dir("demo-fashion"), "--output", out.string(),
+                         "--nbits", "8", "--min-elements", "2500", "--eval", "--eval-steps", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const size_t at = r.out.find("mean PSNR");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  double latents = 0;
+  ASSERT_EQ(std::sscanf(r.out.c_str() + r.out.find("latents ", at), "latents %lf", &latents), 1);
+  EXPECT_GT(latents, 40.0);  // 8-bit palettes are close to the original
+  CliResult c = run_cli({"compare", "--reference", model_dir("demo-fashion"), "--model",
+                         out.string(), "--steps", "3", "--seeds", "0"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.out.find("mean: latents"), std::string::npos) << c.out;
+  fs::remove_all(out);
 }
 
 }  // namespace

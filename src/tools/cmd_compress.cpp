@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "compression/compress_model.h"
+#include "compression/quality.h"
 #include "compression/recipe.h"
 #include "core/error.h"
 #include "tools/command.h"
@@ -23,6 +24,8 @@ struct Args {
   int64_t min_elements = 100000;
   int threads = 0;
   std::string recipe, recipe_name;  // mixed-bit recipe file (sdpal analyze / Apple / {layer: bits})
+  bool eval = false;                // measure PSNR against the input afterwards
+  int eval_steps = 10;
 };
 
 // --recipe: exactly the recipe's layers are palettized at their bits, in the components its keys
@@ -106,6 +109,23 @@ void run(const Args& a) {
   std::printf("  weight files:       %.2f MB -> %.2f MB\n", s.weight_file_bytes_before / 1e6,
               s.weight_file_bytes_after / 1e6);
   std::printf("wrote %s\n", a.output.c_str());
+  if (a.eval) {
+    // The same evaluation as `sdpal compare`: both models, same prompts, seeds and noise.
+    ModelArgs ref_args, test_args;
+    ref_args.path = a.model;
+    ref_args.variant = a.variant;
+    test_args.path = a.output;
+    auto ref = load_model(ref_args, false);
+    auto test = load_model(test_args, false);
+    CompareOptions co;
+    co.steps = a.eval_steps;
+    const CompareResult r = compare_models(*ref, *test, co);
+    for (const auto& run : r.runs)
+      std::printf("  PSNR latents %6.2f dB, image %6.2f dB  (seed %llu) %s\n", run.psnr_latents,
+                  run.psnr_image, static_cast<unsigned long long>(run.seed), run.prompt.c_str());
+    std::printf("eval (%d DDIM steps): mean PSNR vs %s: latents %.2f dB, image %.2f dB\n",
+                a.eval_steps, a.model.c_str(), r.mean_psnr_latents, r.mean_psnr_image);
+  }
 }
 
 const bool registered = register_command(
@@ -149,6 +169,11 @@ const bool registered = register_command(
        app.add_option("--recipe-name", a->recipe_name,
                       "Which recipe of the analysis (e.g. recipe_4.52_bit_mixedpalette)");
        app.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+       app.add_flag("--eval", a->eval,
+                    "Afterwards, generate with both models (default prompts, seed 0) and print the "
+                    "PSNR of the compressed model's latents and images, as `sdpal compare` does");
+       app.add_option("--eval-steps", a->eval_steps, "DDIM steps per evaluation run")
+           ->capture_default_str();
        app.callback([a] { run(*a); });
      }});
 
