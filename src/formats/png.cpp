@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "pipeline/unicode_text.h"
 
 namespace sdpal {
 
@@ -58,32 +59,10 @@ std::u32string decode_utf8(const std::string& s) {
   return out;
 }
 
-std::string encode_utf8(const std::u32string& cps) {
-  std::string out;
-  for (char32_t cp : cps) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-  return out;
-}
-
 std::string latin1_to_utf8(const char* data, size_t n) {
   std::u32string cps(n, 0);
   for (size_t i = 0; i < n; ++i) cps[i] = static_cast<unsigned char>(data[i]);
-  return encode_utf8(cps);
+  return unicode::encode_utf8(cps);
 }
 
 // Latin-1 bytes of `cps`, or false if some code point is above U+00FF.
@@ -114,7 +93,7 @@ std::vector<TextChunk> prepare_text(const std::map<std::string, std::string>& te
                 "PNG text value for key \"" + key + "\" contains a NUL byte");
     const std::u32string cps = decode_utf8(value);
     if (!to_latin1(cps, &c.value)) {
-      c.value = encode_utf8(cps);
+      c.value = unicode::encode_utf8(cps);
       c.international = true;
     }
     chunks.push_back(std::move(c));

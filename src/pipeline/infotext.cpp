@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "pipeline/unicode_text.h"
 
 namespace sdpal {
 
@@ -67,24 +68,6 @@ std::string json_quote(const std::string& s) {
     }
   }
   return out + "\"";
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 // json.loads of a quoted string; returns false (leaving the text as is, like A1111's unquote)
@@ -151,7 +134,7 @@ bool json_unquote(const std::string& q, std::string* out) {
             i += 6;
           }
         }
-        append_utf8(s, cp);
+        unicode::append_utf8(s, static_cast<char32_t>(cp));
         break;
       }
       default:

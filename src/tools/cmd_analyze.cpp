@@ -29,16 +29,6 @@ struct AnalyzeArgs {
   std::optional<double> target_bits, target_psnr;
 };
 
-std::vector<std::string> read_prompts(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) fail("cannot open prompts file " + path);
-  std::vector<std::string> r;
-  for (std::string line; std::getline(f, line);)
-    if (!line.empty() && line[0] != '#') r.push_back(line);
-  SDPAL_CHECK(!r.empty(), path + ": no prompts (one per line; # starts a comment)");
-  return r;
-}
-
 // "i/N" -> (i, N)
 std::pair<int, int> parse_shard(const std::string& s) {
   int i = -1, n = 0;
@@ -64,7 +54,7 @@ void run(const AnalyzeArgs& a) {
   apply_threads(a.model.threads);
   AnalyzeOptions o;
   AnalysisSettings& s = o.settings;
-  if (!a.prompts_file.empty()) s.prompts = read_prompts(a.prompts_file);
+  if (!a.prompts_file.empty()) s.prompts = read_prompts_file(a.prompts_file);
   s.seeds = a.seeds;
   s.steps = a.steps;
   s.width = a.width;

@@ -19,16 +19,6 @@ struct CompareArgs {
   float cfg = 7.5f;
 };
 
-std::vector<std::string> read_prompts(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) fail("cannot open prompts file " + path);
-  std::vector<std::string> r;
-  for (std::string line; std::getline(f, line);)
-    if (!line.empty() && line[0] != '#') r.push_back(line);
-  SDPAL_CHECK(!r.empty(), path + ": no prompts (one per line; # starts a comment)");
-  return r;
-}
-
 std::string db(double v) {
   char b[32];
   if (std::isinf(v)) return "inf";
@@ -41,7 +31,7 @@ void run(const CompareArgs& a) {
   auto ref = load_model(a.reference, false);
   auto test = load_model(a.test, false);
   CompareOptions o;
-  if (!a.prompts_file.empty()) o.prompts = read_prompts(a.prompts_file);
+  if (!a.prompts_file.empty()) o.prompts = read_prompts_file(a.prompts_file);
   o.seeds = a.seeds;
   o.steps = a.steps;
   o.width = a.width;

@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <fstream>
+
 #include "core/error.h"
 
 namespace sdpal {
@@ -37,6 +39,16 @@ std::unique_ptr<StableDiffusion> load_model(const ModelArgs& a, bool need_encode
   o.tokenizer_dir = a.tokenizer;
   o.load_vae_encoder = need_encoder;
   return StableDiffusion::load(path, o);
+}
+
+std::vector<std::string> read_prompts_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) fail("cannot open prompts file " + path);
+  std::vector<std::string> r;
+  for (std::string line; std::getline(f, line);)
+    if (!line.empty() && line[0] != '#') r.push_back(line);
+  SDPAL_CHECK(!r.empty(), path + ": no prompts (one per line; # starts a comment)");
+  return r;
 }
 
 }  // namespace sdpal

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "pipeline/sd_model.h"
 
@@ -19,5 +20,7 @@ struct ModelArgs {
 void add_model_options(CLI::App& app, ModelArgs& a);
 std::unique_ptr<StableDiffusion> load_model(const ModelArgs& a, bool need_encoder);
 void apply_threads(int threads);
+// Prompts from a text file: one per line; empty lines and lines starting with # are skipped.
+std::vector<std::string> read_prompts_file(const std::string& path);
 
 }  // namespace sdpal
