@@ -1,5 +1,6 @@
-// Multi-head scaled-dot-product attention, memory-efficient: queries are processed in chunks,
-// so no [heads, Tq, Tk] score matrix is ever materialised (at most chunk x Tk per thread).
+// Multi-head scaled-dot-product attention. attention() runs the fused flash-style kernel
+// (kernels/flash_attention.h: online softmax over key blocks), so no score matrix larger than one
+// query block x one key block is ever materialised.
 #pragma once
 #include <cstdint>
 
