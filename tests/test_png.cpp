@@ -17,32 +17,14 @@
 #include "formats/image.h"
 #include "formats/png.h"
 #include "support/fixtures.h"
+#include "support/temp_dir.h"
 
 using namespace sdpal;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh empty directory per test, removed afterwards.
-class PngTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("sdpal_png_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-  fs::path dir_;
-};
+class PngTest : public sdpal::test::TempDirTest {};
 
 std::vector<uint8_t> pattern_rgb(int w, int h) {
   std::vector<uint8_t> rgb(static_cast<size_t>(w) * h * 3);

@@ -16,32 +16,14 @@
 
 #include "core/error.h"
 #include "formats/safetensors.h"
+#include "support/temp_dir.h"
 
 using namespace sdpal;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh empty directory per test, removed afterwards.
-class Safetensors : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("sdpal_st_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-  fs::path dir_;
-};
+class Safetensors : public sdpal::test::TempDirTest {};
 
 std::vector<uint8_t> file_bytes(const std::string& p) {
   std::ifstream f(p, std::ios::binary);

@@ -17,15 +17,16 @@ namespace {
 
 struct AnalyzeArgs {
   ModelArgs model;
-  std::string output, prompts_file, from, shard, merge, model_version, granularity;
+  std::string output, prompts_file, from, shard, merge, model_version;
+  LutGranularityArgs lut;
   std::vector<std::string> merge_inputs;
   std::vector<uint64_t> seeds{0};
   std::vector<int> nbits{1, 2, 4, 6, 8};
   int steps = 1, width = 0, height = 0, num_recipes = 7;
   float cfg = 7.5f;
   std::string sampler = "ddim", timestep_spacing;
-  int64_t min_elements = 100000, group_size = 0, max_measurements = -1;
-  bool group_size_given = false, quiet = false;
+  int64_t min_elements = 100000, max_measurements = -1;
+  bool quiet = false;
   std::optional<double> target_bits, target_psnr;
 };
 
@@ -64,15 +65,7 @@ void run(const AnalyzeArgs& a) {
   s.timestep_spacing = a.timestep_spacing;
   s.nbits = a.nbits;
   s.min_elements = a.min_elements;
-  std::string gran = a.granularity;
-  if (gran.empty()) gran = a.group_size_given ? "per-grouped-channel" : "per-tensor";
-  if (gran == "per-grouped-channel") {
-    s.group_size = a.group_size_given ? a.group_size : 16;
-    SDPAL_CHECK(s.group_size > 0, "analyze: --group-size must be positive");
-  } else {
-    SDPAL_CHECK(!a.group_size_given,
-                "analyze: --group-size needs --granularity per-grouped-channel");
-  }
+  s.group_size = resolve_group_size(a.lut, "analyze");
   s.num_recipes = a.num_recipes;
   s.target_bits = a.target_bits;
   s.target_psnr = a.target_psnr;
@@ -135,16 +128,7 @@ const bool registered = register_command(
        app.add_option("--min-elements", a->min_elements,
                       "Analyse weights with more elements than this")
            ->capture_default_str();
-       app.add_option("--granularity", a->granularity,
-                      "per-tensor (default) or per-grouped-channel LUTs")
-           ->check(CLI::IsMember({"per-tensor", "per-grouped-channel"}));
-       app.add_option_function<int64_t>(
-           "--group-size",
-           [a](int64_t g) {
-             a->group_size = g;
-             a->group_size_given = true;
-           },
-           "Output channels per LUT with per-grouped-channel (default 16)");
+       add_lut_granularity_options(app, a->lut);
        app.add_option("--num-recipes", a->num_recipes, "Recipes from near-lossless to smallest")
            ->capture_default_str();
        app.add_option("--target-bits", a->target_bits,

@@ -16,10 +16,10 @@ namespace sdpal {
 namespace {
 
 struct Args {
-  std::string model, output, mode = "palettize", granularity, variant;
+  std::string model, output, mode = "palettize", variant;
+  LutGranularityArgs lut;
   int nbits = 0;  // 0: not given
-  int64_t group_size = 0;
-  bool group_size_given = false, asymmetric = false, force = false, include_embeddings = false;
+  bool asymmetric = false, force = false, include_embeddings = false;
   std::vector<std::string> components = {"unet", "text_encoder"};
   int64_t min_elements = 100000;
   int threads = 0;
@@ -42,8 +42,7 @@ void apply_recipe(const Args& a, CompressOptions& o) {
         slash != std::string::npos && std::find(o.components.begin(), o.components.end(),
                                                 key.substr(0, slash)) == o.components.end())
       o.components.push_back(key.substr(0, slash));
-  if (a.granularity.empty() && !a.group_size_given && rc.group_size_known)
-    o.group_size = rc.group_size;
+  if (!a.lut.given() && rc.group_size_known) o.group_size = rc.group_size;
 }
 
 CompressOptions to_options(const Args& a) {
@@ -54,20 +53,12 @@ CompressOptions to_options(const Args& a) {
     o.mode = CompressMode::Palettize;
     o.nbits = a.nbits ? a.nbits : 4;
     SDPAL_CHECK(!a.asymmetric, "compress: --asymmetric applies to --mode linear8 only");
-    std::string gran = a.granularity;
-    if (gran.empty()) gran = a.group_size_given ? "per-grouped-channel" : "per-tensor";
-    if (gran == "per-grouped-channel") {
-      o.group_size = a.group_size_given ? a.group_size : 16;
-      SDPAL_CHECK(o.group_size > 0, "compress: --group-size must be positive");
-    } else {
-      SDPAL_CHECK(!a.group_size_given,
-                  "compress: --group-size needs --granularity per-grouped-channel");
-    }
+    o.group_size = resolve_group_size(a.lut, "compress");
   } else {
     o.mode = CompressMode::Linear8;
     SDPAL_CHECK(a.nbits == 0 || a.nbits == 8,
                 "compress: --mode linear8 stores 8 bits, not --nbits " + std::to_string(a.nbits));
-    SDPAL_CHECK(a.granularity.empty() && !a.group_size_given,
+    SDPAL_CHECK(!a.lut.given(),
                 "compress: --mode linear8 is per output channel; --granularity and --group-size "
                 "apply to palettize");
     o.symmetric = !a.asymmetric;
@@ -139,17 +130,7 @@ const bool registered = register_command(
        app.add_option("--mode", a->mode, "palettize (default) or linear8")
            ->check(CLI::IsMember({"palettize", "linear8"}));
        app.add_option("--nbits", a->nbits, "Palette index bits: 1, 2, 4 (default), 6 or 8");
-       app.add_option("--granularity", a->granularity,
-                      "per-tensor (default) or per-grouped-channel (one LUT per group of output "
-                      "channels)")
-           ->check(CLI::IsMember({"per-tensor", "per-grouped-channel"}));
-       app.add_option_function<int64_t>(
-           "--group-size",
-           [a](int64_t g) {
-             a->group_size = g;
-             a->group_size_given = true;
-           },
-           "Output channels per LUT with per-grouped-channel (default 16)");
+       add_lut_granularity_options(app, a->lut);
        app.add_option("--components", a->components,
                       "Components to compress, comma-separated (default unet,text_encoder; "
                       "vae too if named)")

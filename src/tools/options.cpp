@@ -41,6 +41,33 @@ std::unique_ptr<StableDiffusion> load_model(const ModelArgs& a, bool need_encode
   return StableDiffusion::load(path, o);
 }
 
+void add_lut_granularity_options(CLI::App& app, LutGranularityArgs& a) {
+  app.add_option("--granularity", a.granularity,
+                 "per-tensor (default) or per-grouped-channel (one LUT per group of output "
+                 "channels)")
+      ->check(CLI::IsMember({"per-tensor", "per-grouped-channel"}));
+  app.add_option_function<int64_t>(
+      "--group-size",
+      [&a](int64_t g) {
+        a.group_size = g;
+        a.group_size_given = true;
+      },
+      "Output channels per LUT with per-grouped-channel (default 16)");
+}
+
+int64_t resolve_group_size(const LutGranularityArgs& a, const std::string& command) {
+  std::string gran = a.granularity;
+  if (gran.empty()) gran = a.group_size_given ? "per-grouped-channel" : "per-tensor";
+  if (gran == "per-tensor") {
+    SDPAL_CHECK(!a.group_size_given,
+                command + ": --group-size needs --granularity per-grouped-channel");
+    return 0;
+  }
+  const int64_t g = a.group_size_given ? a.group_size : 16;
+  SDPAL_CHECK(g > 0, command + ": --group-size must be positive");
+  return g;
+}
+
 std::vector<std::string> read_prompts_file(const std::string& path) {
   std::ifstream f(path);
   if (!f) fail("cannot open prompts file " + path);

@@ -20,6 +20,18 @@ struct ModelArgs {
 void add_model_options(CLI::App& app, ModelArgs& a);
 std::unique_ptr<StableDiffusion> load_model(const ModelArgs& a, bool need_encoder);
 void apply_threads(int threads);
+
+// --granularity / --group-size, shared by the commands that palettize (compress, analyze).
+struct LutGranularityArgs {
+  std::string granularity;  // "", "per-tensor" or "per-grouped-channel"
+  int64_t group_size = 0;
+  bool group_size_given = false;
+  bool given() const { return !granularity.empty() || group_size_given; }
+};
+void add_lut_granularity_options(CLI::App& app, LutGranularityArgs& a);
+// Output channels per LUT (0 = per tensor); --group-size alone implies per-grouped-channel, whose
+// default group is 16. Errors name `command`.
+int64_t resolve_group_size(const LutGranularityArgs& a, const std::string& command);
 // Prompts from a text file: one per line; empty lines and lines starting with # are skipped.
 std::vector<std::string> read_prompts_file(const std::string& path);
 
