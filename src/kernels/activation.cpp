@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "core/profile.h"
 
 namespace sdpal::k {
 
@@ -23,6 +24,7 @@ void relu_(float* x, int64_t n) {
 namespace {
 template <void (*F)(float*, int64_t)>
 void apply_parallel(Tensor& t) {
+  prof::OpScope scope(prof::Op::elementwise);
   const int64_t n = t.numel(), block = 16384;
 #pragma omp parallel for schedule(static) if (n > block)
   for (int64_t b = 0; b < (n + block - 1) / block; ++b) {
@@ -38,6 +40,7 @@ void quick_gelu_(Tensor& x) { apply_parallel<quick_gelu_>(x); }
 void relu_(Tensor& x) { apply_parallel<relu_>(x); }
 
 Tensor geglu(const Tensor& h) {
+  prof::OpScope scope(prof::Op::elementwise);
   const int64_t D2 = h.dim(-1), D = D2 / 2, M = h.numel() / D2;
   Shape s = h.shape();
   s.back() = D;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "kernels/flash_attention.h"
 
 namespace sdpal::k {
@@ -21,6 +22,8 @@ void check_shapes(const Tensor& q, const Tensor& k, const Tensor& v, int64_t hea
 // The fused kernel: blocked scores, online softmax, no score rows in memory.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads, bool causal) {
   check_shapes(q, k, v, heads);
+  // QK^T and PV: 2 * 2 * B * Tq * Tk * C multiply-adds' FLOPs (causal counted in full)
+  prof::OpScope scope(prof::Op::attention, 4.0 * q.dim(0) * q.dim(1) * k.dim(1) * q.dim(2));
   return flash_attention(q, k, v, heads, causal);
 }
 

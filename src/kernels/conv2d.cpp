@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "kernels/gemm.h"
 
 namespace sdpal::k {
@@ -77,6 +78,7 @@ Tensor conv2d(const Tensor& x, const float* w, const float* bias, const Conv2dPa
   const int64_t Wo = (W + p.pad_l + p.pad_r - p.kw) / p.stride + 1;
   SDPAL_CHECK(Ho > 0 && Wo > 0, "conv2d: output would be empty for input " + shape_str(x.shape()));
   Tensor y({N, Ho, Wo, p.cout});
+  prof::OpScope scope(prof::Op::conv, conv2d_flops(x.shape(), p));
   if (p.kh == 1 && p.kw == 1 && p.stride == 1 && !p.pad_t && !p.pad_l && !p.pad_b && !p.pad_r) {
     // A 1x1 convolution on channel-last data is a GEMM with the weight used as it is.
     linear(x.data(), N * H * W, Cin, w, bias, p.cout, y.data());

@@ -8,12 +8,14 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/profile.h"
 #include "kernels/activation.h"
 
 namespace sdpal::k {
 
 void group_norm_(Tensor& x, int64_t G, const float* gamma, const float* beta, float eps,
                  bool silu) {
+  prof::OpScope scope(prof::Op::norm);
   const int64_t N = x.dim(0), C = x.dim(-1);
   SDPAL_CHECK(C % G == 0, "group_norm: " + std::to_string(C) + " channels not divisible by " +
                               std::to_string(G) + " groups");
@@ -80,6 +82,7 @@ Tensor group_norm(const Tensor& x, int64_t groups, const float* gamma, const flo
 }
 
 Tensor layer_norm(const Tensor& x, const float* gamma, const float* beta, float eps) {
+  prof::OpScope scope(prof::Op::norm);
   const int64_t C = x.dim(-1), R = x.numel() / C;
   Tensor y(x.shape());
 #pragma omp parallel for schedule(static) if (x.numel() > kParallelGrain)

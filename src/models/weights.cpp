@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/profile.h"
 #include "formats/compressed_format.h"
 
 namespace sdpal {
@@ -15,6 +16,7 @@ constexpr int64_t kSmallParam = 1 << 16;  // fp32 copies kept for tensors up to 
 std::atomic<int64_t> g_expand_ns{0};
 
 struct ExpandTimer {
+  prof::OpScope scope{prof::Op::expansion};
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
   ~ExpandTimer() {
     g_expand_ns +=
