@@ -1,6 +1,5 @@
 // `sdpal bench`: times UNet forwards of a diffusers model and relates them to the analytic FLOP
 // count (models/flops.h) and to this CPU's fp32 peak, measured with an AVX-512 FMA loop.
-#include <immintrin.h>
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -10,16 +9,22 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "compression/quality.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/profile.h"
 #include "models/config.h"
 #include "models/flops.h"
 #include "models/unet.h"
 #include "pipeline/generate.h"
 #include "pipeline/model_files.h"
+#include "tools/bench_peak.h"
+#include "tools/bench_weights.h"
 #include "tools/command.h"
 #include "tools/options.h"
 
@@ -34,7 +39,10 @@ double since(Clock::time_point t0) {
 }
 
 struct Options {
-  std::string model, sizes, json;
+  std::string model, sizes, json, configs, baseline;
+  std::string weights = "as-is";
+  bool int8 = false;
+  double tome = 0;
   int width = 512, height = 512, batch = 2, steps = 3, warmup = 1, threads = 0;
   double nominal_peak = 320;
   bool peak_only = false;
@@ -70,37 +78,6 @@ std::vector<Size> parse_sizes(const Options& o) {
                 "bench: image sizes must be positive multiples of 8, got " +
                     std::to_string(s.width) + "x" + std::to_string(s.height));
   return r;
-}
-
-// Sustained fp32 FLOP/s of independent AVX-512 FMA chains on `threads` threads (best of 3 runs
-// of ~50 ms).
-double measure_fma_peak(int threads) {
-  constexpr int kChains = 16;  // enough independent FMAs to cover latency x pipes
-  constexpr int64_t kIters = 20'000'000;
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    const auto t0 = Clock::now();
-    float sink = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    {
-      __m512 acc[kChains];
-      for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(1e-3f * c);
-      const __m512 m = _mm512_set1_ps(0.9999999f), a = _mm512_set1_ps(1e-7f);
-      for (int64_t i = 0; i < kIters; ++i) {
-#pragma GCC unroll 16
-        for (int c = 0; c < kChains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], m, a);
-      }
-      __m512 s = acc[0];
-      for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
-      alignas(64) float lanes[16];
-      _mm512_store_ps(lanes, s);
-      for (float v : lanes) sink += v;
-    }
-    const double secs = since(t0);
-    if (!std::isfinite(sink)) fail("bench: FMA peak loop produced a non-finite value");
-    best = std::max(best, threads * double(kIters) * kChains * 16 * 2 / secs / 1e9);
-  }
-  return best;
 }
 
 std::string load_average() {
@@ -176,6 +153,138 @@ void run_pipeline(const Options& o, const Size& s) {
   (void)r;
 }
 
+// One representation to time: weights, int8 compute, token merging.
+struct BenchConfig {
+  std::string label;
+  WeightSpec weights;
+  bool int8 = false;
+  double tome = 0;
+};
+
+// "fp32,int8,int8+tome0.4,pal4": comma-separated configurations, each a '+'-joined list of one
+// weight form (see WeightSpec), "int8" and "tomeR".
+std::vector<BenchConfig> parse_configs(const Options& o) {
+  std::vector<BenchConfig> r;
+  auto parse_one = [](const std::string& text) {
+    BenchConfig c;
+    c.label = text;
+    std::stringstream ss(text);
+    std::string tok;
+    bool have_weights = false;
+    while (std::getline(ss, tok, '+')) {
+      if (tok == "int8") {
+        c.int8 = true;
+      } else if (tok.rfind("tome", 0) == 0) {
+        try {
+          size_t used = 0;
+          c.tome = std::stod(tok.substr(4), &used);
+          if (used != tok.size() - 4) throw std::invalid_argument(tok);
+        } catch (const std::exception&) {
+          fail("bench: bad token-merging ratio in '" + tok + "' (want e.g. tome0.4)");
+        }
+        SDPAL_CHECK(c.tome >= 0 && c.tome < 1,
+                    "bench: token-merging ratio must be in [0, 1), got '" + tok + "'");
+      } else {
+        SDPAL_CHECK(!have_weights, "bench: two weight forms in '" + text + "'");
+        c.weights = WeightSpec::parse(tok);
+        have_weights = true;
+      }
+    }
+    return c;
+  };
+  if (!o.configs.empty()) {
+    std::stringstream ss(o.configs);
+    std::string item;
+    while (std::getline(ss, item, ',')) r.push_back(parse_one(item));
+  } else {
+    std::string label = o.weights;
+    if (o.int8) label += "+int8";
+    if (o.tome > 0) label += "+tome" + std::to_string(o.tome).substr(0, 4);
+    r.push_back(parse_one(label));
+  }
+  SDPAL_CHECK(!r.empty(), "bench: --configs is empty");
+  return r;
+}
+
+// Peak RSS since the last reset_peak_rss(), from /proc (VmHWM); falls back to getrusage.
+void reset_peak_rss() {
+  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);  // 5: reset the peak resident set size to the current one
+    std::fclose(f);
+  }
+}
+double current_peak_rss_gib() {
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    long kb = -1;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+    std::fclose(f);
+    if (kb >= 0) return kb / (1024.0 * 1024.0);
+  }
+  return peak_rss_gib();
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Seconds per step of an external baseline (e.g. bench/pytorch_unet.py --json) by image size.
+struct Baseline {
+  std::string label;
+  std::map<std::pair<int, int>, double> seconds;
+};
+Baseline read_baseline(const std::string& path) {
+  Baseline b;
+  if (path.empty()) return b;
+  const nlohmann::json j = read_json_file(path);
+  try {
+    b.label = j.value("label", std::string("baseline"));
+    for (const auto& r : j.at("results"))
+      b.seconds[{r.at("width").get<int>(), r.at("height").get<int>()}] =
+          r.at("median_s").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("bench: " + path + " is not a baseline file (want {\"label\", \"results\": [{\"width\", " +
+         "\"height\", \"median_s\"}]}): " + e.what());
+  }
+  return b;
+}
+
+struct Peaks {
+  double fp32 = 0, int8 = 0;
+};
+
+// Prints and returns the per-op-type breakdown of the timed steps.
+nlohmann::json report_breakdown(const prof::Totals& t, int steps, double step_s, const Peaks& pk) {
+  nlohmann::json j = nlohmann::json::object();
+  double counted = 0;
+  for (int i = 0; i < prof::kOps; ++i) {
+    const auto op = static_cast<prof::Op>(i);
+    const prof::OpTotals& x = t[i];
+    counted += x.seconds;
+    if (x.calls == 0) continue;
+    const double s = x.seconds / steps;
+    const bool is_int8 = op == prof::Op::conv_int8 || op == prof::Op::gemm_int8;
+    const double rate = x.flops > 0 ? x.flops / x.seconds / 1e9 : 0;
+    const double peak = is_int8 ? pk.int8 : pk.fp32;
+    std::printf("    %-17s %8.3f s %6.1f%%", std::string(prof::op_name(op)).c_str(), s,
+                100 * s / step_s);
+    if (rate > 0)
+      std::printf(" %8.1f G%s/s %5.1f%% of %s peak", rate, is_int8 ? "OP" : "FLOP",
+                  100 * rate / peak, is_int8 ? "int8 VNNI" : "fp32");
+    std::printf("\n");
+    j[std::string(prof::op_name(op))] = {
+        {"seconds_per_step", s}, {"gflops", rate}, {"calls_per_step", double(x.calls) / steps}};
+  }
+  const double other = step_s - counted / steps;
+  std::printf("    %-17s %8.3f s %6.1f%%  (time embedding, copies, framework)\n", "other", other,
+              100 * other / step_s);
+  j["other"] = {{"seconds_per_step", other}};
+  return j;
+}
+
 void run(const Options& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   const int threads = omp_get_max_threads();
@@ -186,45 +295,30 @@ void run(const Options& o) {
   }
   if (o.peak_only) {
     for (int i = 0; i < 5; ++i)
-      std::printf("fp32 peak, %d threads: %.1f GFLOP/s (load average %s)\n", threads,
-                  measure_fma_peak(threads), load_average().c_str());
+      std::printf("peaks, %d threads: fp32 %.1f GFLOP/s, int8 VNNI %.1f GOP/s (load average %s)\n",
+                  threads, measure_fma_peak(threads), measure_vnni_peak(threads),
+                  load_average().c_str());
     return;
   }
   SDPAL_CHECK(!o.model.empty(), "bench: --model is required");
   SDPAL_CHECK(o.batch >= 1 && o.steps >= 1 && o.warmup >= 0,
               "bench: --batch and --steps must be at least 1");
   const std::vector<Size> sizes = parse_sizes(o);
-
-  const auto tl = Clock::now();
-  WeightStore ws("unet");
-  for (const auto& f :
-       component_files(fs::path(o.model) / "unet", "diffusion_pytorch_model", "", "UNet"))
-    ws.add_file(f);
+  const std::vector<BenchConfig> configs = parse_configs(o);
+  const Baseline baseline = read_baseline(o.baseline);
   const std::string cfg_path = (fs::path(o.model) / "unet" / "config.json").string();
   const UNetConfig cfg = UNetConfig::from_json(read_json_file(cfg_path), cfg_path);
-  UNet unet(ws, cfg);
-  int64_t params = 0;
-  for (const auto& n : ws.names()) params += shape_numel(ws.shape_of(n));
-  const char* wdtype = !ws.compressed().empty()         ? "compressed"
-                       : ws.count_dtype(DType::F16) > 0 ? "fp16"
-                                                        : "fp32";
-  const double load_s = since(tl);
 
   const std::string load_before = load_average();
-  std::printf("sdpal bench: unet of %s (%.2f M params, %s weights, loaded in %.1f s)\n",
-              o.model.c_str(), params / 1e6, wdtype, load_s);
-  std::printf("batch %d, %d threads, %d warm-up + %d timed steps per size, load average %s\n",
-              o.batch, threads, o.warmup, o.steps, load_before.c_str());
   std::printf(
-      "fp32 peak: measured by an AVX-512 FMA loop before each size (column 'peak'), nominal "
-      "%.1f GFLOP/s\n",
+      "sdpal bench: unet of %s, batch %d, %d threads, %d warm-up + %d timed steps, "
+      "load average %s\n",
+      o.model.c_str(), o.batch, threads, o.warmup, o.steps, load_before.c_str());
+  std::printf(
+      "peaks are measured before each row (fp32 AVX-512 FMA loop; nominal %.1f GFLOP/s); GFLOP/s "
+      "of a step counts the dense model's FLOPs (token merging saves some of them)\n",
       o.nominal_peak);
-  std::printf("%-9s %-7s %11s %9s %9s %9s %7s %7s %7s\n", "size", "latent", "GFLOP/step",
-              "median s", "min s", "GFLOP/s", "peak", "%meas", "%nom");
-
   nlohmann::json report = {{"model", o.model},
-                           {"params", params},
-                           {"weights", wdtype},
                            {"batch", o.batch},
                            {"threads", threads},
                            {"steps", o.steps},
@@ -232,56 +326,103 @@ void run(const Options& o) {
                            {"peak_nominal_gflops", o.nominal_peak},
                            {"load_average_before", load_before},
                            {"results", nlohmann::json::array()}};
+  if (!baseline.label.empty()) report["baseline"] = baseline.label;
   const int64_t ctx_len = 77;
-  for (const Size& s : sizes) {
-    const int64_t h = s.height / 8, w = s.width / 8;
-    const Tensor sample = pseudo_random({o.batch, cfg.in_channels, h, w}, 1);
-    const Tensor context = pseudo_random({o.batch, ctx_len, cfg.cross_attention_dim[0]}, 2);
-    for (int i = 0; i < o.warmup; ++i) unet.forward(sample, {500}, context);
-    // The machine may be shared: the peak is taken under the same conditions as the steps.
-    const double peak = measure_fma_peak(threads);
-    std::vector<double> times;
-    bool finite = true;
-    reset_weight_expansion_seconds();
-    for (int i = 0; i < o.steps; ++i) {
-      const auto t0 = Clock::now();
-      const Tensor out = unet.forward(sample, {500}, context);
-      times.push_back(since(t0));
+  std::map<std::pair<int, int>, Tensor> reference;  // first configuration's outputs
+  std::map<std::pair<int, int>, double> first_s;
+  std::vector<std::string> rows;
+  for (const BenchConfig& c : configs) {
+    const auto tl = Clock::now();
+    BenchUNetWeights weights(o.model, c.weights);
+    SDPAL_CHECK(!c.int8, "bench: int8 compute is not built yet");
+    SDPAL_CHECK(c.tome == 0, "bench: token merging is not built yet");
+    UNet unet(weights.store(), cfg);
+    reset_peak_rss();  // from here: resident weights + what the steps need
+    std::printf("\n[%s] %s, ready in %.1f s\n", c.label.c_str(), weights.description().c_str(),
+                since(tl));
+    for (const Size& s : sizes) {
+      const int64_t h = s.height / 8, w = s.width / 8;
+      const Tensor sample = pseudo_random({o.batch, cfg.in_channels, h, w}, 1);
+      const Tensor context = pseudo_random({o.batch, ctx_len, cfg.cross_attention_dim[0]}, 2);
+      Tensor out;
+      for (int i = 0; i < o.warmup; ++i) out = unet.forward(sample, {500}, context);
+      // The machine may be shared: peaks are taken under the same conditions as the steps.
+      const Peaks pk{measure_fma_peak(threads), c.int8 ? measure_vnni_peak(threads) : 0};
+      std::vector<double> times;
+      prof::reset();
+      prof::enable(true);
+      for (int i = 0; i < o.steps; ++i) {
+        const auto t0 = Clock::now();
+        out = unet.forward(sample, {500}, context);
+        times.push_back(since(t0));
+      }
+      prof::enable(false);
+      const prof::Totals totals = prof::totals();
+      bool finite = true;
       for (int64_t j = 0; j < out.numel(); ++j) finite = finite && std::isfinite(out[j]);
+      const double median = median_of(times);
+      const double min_s = *std::min_element(times.begin(), times.end());
+      const ComputeCost cost = unet_cost(cfg, o.batch, h, w, ctx_len);
+      const double gflop = cost.flops() / 1e9, rate = gflop / median;
+      const auto key = std::make_pair(s.width, s.height);
+      double db = std::numeric_limits<double>::quiet_NaN();
+      if (!reference.count(key)) {
+        reference[key] = out;
+        first_s[key] = median;
+      } else {
+        db = psnr(reference[key], out);
+      }
+      const double rss = current_peak_rss_gib();
+      const std::string size_str = std::to_string(s.width) + "x" + std::to_string(s.height);
+      std::printf(
+          "  %s: %.3f s/step (min %.3f), %.1f GFLOP/s = %.1f%% of measured peak %.1f, "
+          "%.1f%% of nominal; peak RSS %.2f GiB%s\n",
+          size_str.c_str(), median, min_s, rate, 100 * rate / pk.fp32, pk.fp32,
+          100 * rate / o.nominal_peak, rss, finite ? "" : "  (non-finite output!)");
+      nlohmann::json breakdown = report_breakdown(totals, o.steps, median, pk);
+      char row[512];
+      const auto bl = baseline.seconds.find(key);
+      std::snprintf(row, sizeof row, "%-22s %-9s %9.3f %8.2fx %8s %7.1f%% %8.2f %9s",
+                    c.label.c_str(), size_str.c_str(), median, first_s[key] / median,
+                    bl == baseline.seconds.end()
+                        ? "-"
+                        : (std::to_string(bl->second / median).substr(0, 5) + "x").c_str(),
+                    100 * rate / pk.fp32, rss,
+                    std::isnan(db) ? "ref" : (std::to_string(db).substr(0, 5) + " dB").c_str());
+      rows.push_back(row);
+      std::fflush(stdout);
+      nlohmann::json r = {{"config", c.label},
+                          {"weights", c.weights.str()},
+                          {"weight_bytes", weights.weight_bytes()},
+                          {"int8", c.int8},
+                          {"tome", c.tome},
+                          {"width", s.width},
+                          {"height", s.height},
+                          {"gflop_per_step", gflop},
+                          {"seconds", times},
+                          {"median_s", median},
+                          {"min_s", min_s},
+                          {"gflops", rate},
+                          {"peak_measured_gflops", pk.fp32},
+                          {"pct_of_measured_peak", 100 * rate / pk.fp32},
+                          {"pct_of_nominal_peak", 100 * rate / o.nominal_peak},
+                          {"peak_rss_bytes", static_cast<int64_t>(rss * (1 << 30))},
+                          {"breakdown", breakdown},
+                          {"finite_output", finite}};
+      if (pk.int8 > 0) r["peak_measured_int8_gops"] = pk.int8;
+      if (!std::isnan(db)) r["psnr_vs_first_db"] = db;
+      if (bl != baseline.seconds.end()) r["speedup_vs_baseline"] = bl->second / median;
+      report["results"].push_back(r);
     }
-    std::vector<double> sorted = times;
-    std::sort(sorted.begin(), sorted.end());
-    const size_t n = sorted.size();
-    const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
-    const double expand_s = weight_expansion_seconds() / o.steps;
-    const ComputeCost cost = unet_cost(cfg, o.batch, h, w, ctx_len);
-    const double gflop = cost.flops() / 1e9, rate = gflop / median;
-    std::printf("%-9s %-7s %11.1f %9.3f %9.3f %9.1f %7.1f %6.1f%% %6.1f%%%s\n",
-                (std::to_string(s.width) + "x" + std::to_string(s.height)).c_str(),
-                (std::to_string(w) + "x" + std::to_string(h)).c_str(), gflop, median, sorted[0],
-                rate, peak, 100 * rate / peak, 100 * rate / o.nominal_peak,
-                finite ? "" : "  (non-finite output!)");
-    std::printf("          weight expansion to fp32: %.3f s/step (%.1f%% of the step)\n", expand_s,
-                100 * expand_s / median);
-    std::fflush(stdout);
-    report["results"].push_back({{"width", s.width},
-                                 {"height", s.height},
-                                 {"gflop_per_step", gflop},
-                                 {"gmac_per_step", cost.macs() / 1e9},
-                                 {"seconds", times},
-                                 {"median_s", median},
-                                 {"min_s", sorted[0]},
-                                 {"gflops", rate},
-                                 {"peak_measured_gflops", peak},
-                                 {"pct_of_measured_peak", 100 * rate / peak},
-                                 {"pct_of_nominal_peak", 100 * rate / o.nominal_peak},
-                                 {"weight_expansion_s", expand_s},
-                                 {"finite_output", finite}});
   }
-  const double rss_gib = peak_rss_gib();
+  std::printf(
+      "\nsummary (speed-up and PSNR of the UNet output against the first configuration%s)\n",
+      baseline.label.empty() ? "" : (", and speed-up against " + baseline.label).c_str());
+  std::printf("%-22s %-9s %9s %9s %8s %8s %8s %9s\n", "config", "size", "s/step", "speed-up",
+              "vs base", "%peak", "RSS GiB", "PSNR");
+  for (const auto& r : rows) std::printf("%s\n", r.c_str());
   const std::string load_after = load_average();
-  std::printf("peak RSS %.2f GiB, load average after %s\n", rss_gib, load_after.c_str());
-  report["peak_rss_bytes"] = static_cast<int64_t>(rss_gib * 1024 * 1024 * 1024);
+  std::printf("load average after %s\n", load_after.c_str());
   report["load_average_after"] = load_after;
   if (!o.json.empty()) {
     const std::string text = report.dump(2) + "\n";
@@ -309,6 +450,19 @@ const bool registered = register_command(
        app.add_option("--nominal-peak", o->nominal_peak,
                       "Nominal fp32 peak in GFLOP/s (default 320: 2 cores x 2 FMA x 16 lanes x 2 "
                       "x 2.5 GHz)");
+       app.add_option("--weights", o->weights,
+                      "UNet weights to time, made in memory from the files: as-is (default), "
+                      "fp32, fp16, linear8, palN or palNgG (k-means palette of N = 1/2/4/6/8 bits, "
+                      "one LUT per tensor or per G output channels)");
+       app.add_flag("--int8", o->int8, "Run conv/linear layers in int8 (W8A8; needs calibration)");
+       app.add_option("--tome", o->tome, "Token merging ratio in self-attention (0 = off)");
+       app.add_option(
+           "--configs", o->configs,
+           "Time several configurations side by side (overrides --weights/--int8/"
+           "--tome): comma-separated, each '+'-joined, e.g. fp32,fp16,pal4,int8+tome0.4");
+       app.add_option("--baseline", o->baseline,
+                      "JSON of an external run to compare with (bench/pytorch_unet.py --json)")
+           ->check(CLI::ExistingFile);
        app.add_option("--json", o->json, "Also write the numbers to this JSON file");
        app.add_flag("--pipeline", o->pipeline,
                     "Time one whole generation instead (text encoder, --steps UNet steps with CFG, "
