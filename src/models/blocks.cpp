@@ -75,8 +75,13 @@ void BasicTransformerBlock::load(const WeightStore& ws, const std::string& p, in
   ff_out.load(ws, join(p, "ff.net.2"), dim * 4, dim);
 }
 
-void BasicTransformerBlock::operator()(Tensor& x, const Tensor& context) const {
-  k::add_(x, attn1(norm1(x), nullptr));
+void BasicTransformerBlock::operator()(Tensor& x, const Tensor& context, int64_t h, int64_t w,
+                                       const ToMeCall* tome) const {
+  // ToMe matches on x before norm1 (as tomesd does) and merges only around self-attention.
+  if (std::optional<TokenMerge> m = tome ? tome->plan(x, h, w) : std::nullopt)
+    m->unmerge_add(attn1(m->merge(norm1(x)), nullptr), x);
+  else
+    k::add_(x, attn1(norm1(x), nullptr));
   k::add_(x, attn2(norm2(x), &context));
   k::add_(x, ff_out(k::geglu(ff_proj(norm3(x)))));
 }
@@ -94,10 +99,11 @@ void Transformer2DModel::load(const WeightStore& ws, const std::string& p, int64
   proj_out.load(ws, join(p, "proj_out"), inner, channels, true, !linear_projection);
 }
 
-Tensor Transformer2DModel::operator()(const Tensor& x, const Tensor& context) const {
+Tensor Transformer2DModel::operator()(const Tensor& x, const Tensor& context,
+                                      const ToMeCall* tome) const {
   const int64_t B = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
   Tensor h = proj_in(norm(x)).reshaped({B, H * W, proj_in.out});
-  for (const auto& blk : blocks) blk(h, context);
+  for (const auto& blk : blocks) blk(h, context, H, W, tome);
   Tensor y = proj_out(h).reshaped({B, H, W, C});
   k::add_(y, x);
   return y;

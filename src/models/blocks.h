@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "models/layers.h"
+#include "models/tome.h"
 
 namespace sdpal {
 
@@ -36,7 +37,10 @@ struct BasicTransformerBlock {
   Linear ff_proj, ff_out;  // GEGLU: ff.net.0.proj -> [2*inner], ff.net.2
   void load(const WeightStore& ws, const std::string& path, int64_t dim, int64_t heads,
             int64_t head_dim, int64_t context_dim);
-  void operator()(Tensor& x, const Tensor& context) const;  // in place, [B, T, C]
+  // In place, x [B, h*w, C] (the h x w token grid, row-major). tome: merge tokens for
+  // self-attention where the plan says so (null: off).
+  void operator()(Tensor& x, const Tensor& context, int64_t h, int64_t w,
+                  const ToMeCall* tome = nullptr) const;
 };
 
 struct Transformer2DModel {
@@ -46,7 +50,8 @@ struct Transformer2DModel {
   void load(const WeightStore& ws, const std::string& path, int64_t channels, int64_t heads,
             int64_t head_dim, int64_t context_dim, int64_t layers, int64_t groups,
             bool linear_projection);  // diffusers' use_linear_projection (else 1x1 convs)
-  Tensor operator()(const Tensor& x, const Tensor& context) const;  // NHWC
+  Tensor operator()(const Tensor& x, const Tensor& context,
+                    const ToMeCall* tome = nullptr) const;  // NHWC
 };
 
 struct Downsample2D {

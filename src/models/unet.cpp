@@ -179,13 +179,16 @@ Tensor UNet::forward(const Tensor& sample, const std::vector<double>& timesteps,
   Tensor temb = time_embedding(timesteps, B);
   k::silu_(temb);  // every resnet applies SiLU to temb before its projection
 
+  const ToMeCall tome_call{&tome_, sample.dim(2) * sample.dim(3)};
+  const ToMeCall* tome = tome_.on() ? &tome_call : nullptr;
+
   Tensor x = conv_in_(nchw_to_nhwc(sample));
   std::vector<Tensor> skips;
   skips.push_back(x);
   for (const Level& L : down_) {
     for (size_t j = 0; j < L.resnets.size(); ++j) {
       x = L.resnets[j](x, temb);
-      if (!L.attentions.empty()) x = L.attentions[j](x, context);
+      if (!L.attentions.empty()) x = L.attentions[j](x, context, tome);
       skips.push_back(x);
     }
     if (L.down) {
@@ -194,13 +197,13 @@ Tensor UNet::forward(const Tensor& sample, const std::vector<double>& timesteps,
     }
   }
   x = mid_res0_(x, temb);
-  x = (*mid_attn_)(x, context);
+  x = (*mid_attn_)(x, context, tome);
   x = mid_res1_(x, temb);
   for (const Level& L : up_) {
     for (size_t j = 0; j < L.resnets.size(); ++j) {
       x = L.resnets[j](k::concat_channels(x, skips.back()), temb);
       skips.pop_back();
-      if (!L.attentions.empty()) x = L.attentions[j](x, context);
+      if (!L.attentions.empty()) x = L.attentions[j](x, context, tome);
     }
     // Upsample to the size of the skip tensor consumed next (x2 unless a size was odd).
     if (L.up) x = (*L.up)(x, skips.back().dim(1), skips.back().dim(2));

@@ -35,6 +35,11 @@ class UNet {
   // sample [B, C, h, w] (NCHW), timesteps: 1 value (shared) or B values, context [B, S, D].
   Tensor forward(const Tensor& sample, const std::vector<double>& timesteps,
                  const Tensor& context) const;
+  // Token merging in the transformer blocks of later forward calls (see models/tome.h); ratio 0
+  // (the default) leaves forward() unchanged, bit for bit. Restarts the random stream, which
+  // forward() advances in random mode (so no concurrent forward calls then).
+  void set_tome(const ToMeOptions& o) { tome_.set(o); }
+  const ToMeOptions& tome() const { return tome_.options(); }
 
  private:
   struct Level {
@@ -51,6 +56,7 @@ class UNet {
   ResnetBlock2D mid_res0_, mid_res1_;
   std::optional<Transformer2DModel> mid_attn_;
   GroupNorm norm_out_;
+  ToMe tome_;
 };
 
 }  // namespace sdpal
