@@ -70,7 +70,8 @@ std::string WeightSpec::str() const {
   return "?";
 }
 
-BenchUNetWeights::BenchUNetWeights(const std::string& model_dir, const WeightSpec& spec)
+BenchUNetWeights::BenchUNetWeights(const std::string& model_dir, const WeightSpec& spec,
+                                   int64_t min_elements)
     : spec_(spec) {
   files_ = std::make_unique<WeightStore>("unet");
   for (const auto& f :
@@ -88,7 +89,7 @@ BenchUNetWeights::BenchUNetWeights(const std::string& model_dir, const WeightSpe
   for (const auto& name : files_->names()) {
     const TensorView& v = *files_->find(name);
     params_ += v.numel();
-    const bool candidate = is_compression_candidate(name, v.shape, v.dtype, 100000, false);
+    const bool candidate = is_compression_candidate(name, v.shape, v.dtype, min_elements, false);
     const bool compress = candidate && (spec.kind == WeightSpec::Kind::Linear8 ||
                                         spec.kind == WeightSpec::Kind::Palette);
     const DType want = spec.kind == WeightSpec::Kind::F16 ? DType::F16 : DType::F32;

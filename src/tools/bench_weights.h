@@ -25,8 +25,9 @@ struct WeightSpec {
 class BenchUNetWeights {
  public:
   // The UNet of a diffusers folder `model_dir`, converted to `spec`; layers are compressed as
-  // `sdpal compress` picks them by default (Linear/Conv weights of more than 100k elements).
-  BenchUNetWeights(const std::string& model_dir, const WeightSpec& spec);
+  // `sdpal compress` picks them (Linear/Conv weights of more than `min_elements` elements).
+  BenchUNetWeights(const std::string& model_dir, const WeightSpec& spec,
+                   int64_t min_elements = 100000);
   const WeightStore& store() const { return *store_; }
   int64_t params() const { return params_; }
   int64_t weight_bytes() const { return bytes_; }  // resident weight bytes in this representation

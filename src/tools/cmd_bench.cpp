@@ -43,6 +43,7 @@ struct Options {
   std::string weights = "as-is";
   bool int8 = false;
   double tome = 0;
+  int64_t min_elements = 100000;
   int width = 512, height = 512, batch = 2, steps = 3, warmup = 1, threads = 0;
   double nominal_peak = 320;
   bool peak_only = false;
@@ -333,7 +334,7 @@ void run(const Options& o) {
   std::vector<std::string> rows;
   for (const BenchConfig& c : configs) {
     const auto tl = Clock::now();
-    BenchUNetWeights weights(o.model, c.weights);
+    BenchUNetWeights weights(o.model, c.weights, o.min_elements);
     SDPAL_CHECK(!c.int8, "bench: int8 compute is not built yet");
     SDPAL_CHECK(c.tome == 0, "bench: token merging is not built yet");
     UNet unet(weights.store(), cfg);
@@ -454,6 +455,9 @@ const bool registered = register_command(
                       "UNet weights to time, made in memory from the files: as-is (default), "
                       "fp32, fp16, linear8, palN or palNgG (k-means palette of N = 1/2/4/6/8 bits, "
                       "one LUT per tensor or per G output channels)");
+       app.add_option("--min-elements", o->min_elements,
+                      "Compress layers with more elements than this (as sdpal compress; default "
+                      "100000)");
        app.add_flag("--int8", o->int8, "Run conv/linear layers in int8 (W8A8; needs calibration)");
        app.add_option("--tome", o->tome, "Token merging ratio in self-attention (0 = off)");
        app.add_option(

@@ -1,0 +1,83 @@
+// `sdpal bench` on a fixture model: every configuration timed with a breakdown whose op types cover
+// the step, PSNR against the first configuration (exact forms infinite, lossy ones finite), and bad
+// configurations refused with messages that name the problem.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "support/cli.h"
+#include "support/fixtures.h"
+#include "support/temp_dir.h"
+
+using namespace sdpal;
+using sdpal::test::run_cli;
+
+namespace {
+
+class BenchCli : public sdpal::test::TempDirTest {};
+
+TEST_F(BenchCli, ConfigurationsSideBySide) {
+  SDPAL_REQUIRE_FIXTURES();
+  const std::string model = test::model_dir("tiny-sd1"), json = path("bench.json");
+  const auto r = run_cli({"bench", "--model", model, "--sizes", "64,32x48", "--steps", "2",
+                          "--warmup", "0", "--threads", "1", "--min-elements", "1000",
+                          "--configs", "fp32,fp16,pal4,pal2g4,linear8", "--json", json});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("summary"), std::string::npos) << r.out;
+  std::ifstream f(json);
+  const nlohmann::json j = nlohmann::json::parse(f);
+  const auto& results = j.at("results");
+  ASSERT_EQ(results.size(), 10u);
+  double pal4 = 0, pal2 = 0;
+  for (const auto& e : results) {
+    SCOPED_TRACE(e.dump());
+    EXPECT_TRUE(e.at("finite_output").get<bool>());
+    EXPECT_GT(e.at("median_s").get<double>(), 0);
+    EXPECT_GT(e.at("peak_rss_bytes").get<int64_t>(), 0);
+    const auto& b = e.at("breakdown");
+    for (const char* op : {"conv", "gemm", "attention", "norm", "elementwise"}) {
+      ASSERT_TRUE(b.contains(op)) << op;
+      EXPECT_GT(b.at(op).at("seconds_per_step").get<double>(), 0) << op;
+    }
+    EXPECT_GT(b.at("conv").at("gflops").get<double>(), 0);
+    // The op types account for the step: what is left is a small remainder.
+    EXPECT_LT(b.at("other").at("seconds_per_step").get<double>(),
+              0.25 * e.at("median_s").get<double>());
+    const std::string config = e.at("config");
+    if (config == "fp32") {
+      EXPECT_FALSE(e.contains("psnr_vs_first_db"));
+      continue;
+    }
+    const double db = e.at("psnr_vs_first_db").get<double>();
+    if (config == "pal4") pal4 = db;
+    if (config == "pal2g4") pal2 = db;
+    if (config == "fp16") EXPECT_GT(db, 60);  // fp16 rounding of the weights only
+    if (config != "fp16") EXPECT_TRUE(std::isfinite(db)) << "lossy weights must change the output";
+    EXPECT_GT(e.at("weight_bytes").get<int64_t>(), 0);
+  }
+  EXPECT_GT(pal4, pal2);  // more bits, closer to fp32
+}
+
+TEST_F(BenchCli, BadConfigurationsAreRefused) {
+  SDPAL_REQUIRE_FIXTURES();
+  const std::string model = test::model_dir("tiny-sd1");
+  struct Case {
+    std::string configs, message;
+  };
+  for (const Case& c : {Case{"fp64", "unknown weights 'fp64'"},
+                        Case{"pal3", "unknown weights 'pal3'"},
+                        Case{"fp16+pal4", "two weight forms"},
+                        Case{"fp16+tome1.5", "ratio must be in [0, 1)"},
+                        Case{"fp16+tomeX", "bad token-merging ratio"},
+                        Case{"pal4g7", "does not divide"}}) {
+    const auto r = run_cli({"bench", "--model", model, "--sizes", "64", "--steps", "1",
+                            "--min-elements", "1000", "--configs", c.configs});
+    EXPECT_NE(r.exit_code, 0) << c.configs;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.configs << ": " << r.err;
+  }
+}
+
+}  // namespace
