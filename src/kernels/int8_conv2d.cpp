@@ -1,0 +1,171 @@
+#include "kernels/int8_conv2d.h"
+
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+#include <vector>
+
+#include "core/error.h"
+#include "core/profile.h"
+
+namespace sdpal::k {
+
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+bool is_pointwise(const Conv2dParams& p) {
+  return p.kh == 1 && p.kw == 1 && p.stride == 1 && !p.pad_t && !p.pad_l && !p.pad_b && !p.pad_r;
+}
+
+}  // namespace
+
+// A 1x1 convolution on channel-last data is a matmul (Int8Linear). Otherwise oneDNN's int8
+// convolution: brgemm or direct JIT kernels, chosen per input size, each with its weight layout
+// (which also carries the zero-point compensation the reorder computes). Output scales are fixed
+// at primitive creation, so primitives are per layer and per input size.
+struct Int8Conv2d::State {
+  WeightSource source;
+  int64_t cin = 0;
+  Conv2dParams p;
+  ActQuant act;
+  int32_t zp = 0;
+  std::vector<float> wscale, oscale, bias;  // bias pre-divided by oscale
+  bool has_bias = false;
+  std::optional<Int8Linear> pointwise;
+
+  struct Layout {
+    dnnl::memory::desc desc;
+    dnnl::memory weights;
+  };
+  struct Prim {
+    dnnl::convolution_forward conv;
+    size_t layout = 0;
+  };
+  std::mutex mu;
+  std::vector<Layout> layouts;
+  std::map<std::tuple<int64_t, int64_t, int64_t>, Prim> prims;  // (N, H, W)
+
+  const Prim& primitive(int64_t N, int64_t H, int64_t W, int64_t Ho, int64_t Wo) {
+    const auto key = std::make_tuple(N, H, W);
+    auto it = prims.find(key);
+    if (it != prims.end()) return it->second;
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(1 << 1, oscale);
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    const dnnl::memory::desc src({N, cin, H, W}, dt::u8, tag::nhwc);
+    const dnnl::memory::desc dst({N, p.cout, Ho, Wo}, dt::f32, tag::nhwc);
+    const dnnl::memory::desc wany({p.cout, cin, p.kh, p.kw}, dt::s8, tag::any);
+    const dnnl::memory::dims strides{p.stride, p.stride}, pl{p.pad_t, p.pad_l},
+        pr{p.pad_b, p.pad_r};
+    const auto desc =
+        has_bias ? dnnl::convolution_forward::desc(
+                       dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                       wany, dnnl::memory::desc({p.cout}, dt::f32, tag::x), dst, strides, pl, pr)
+                 : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                   dnnl::algorithm::convolution_direct, src, wany,
+                                                   dst, strides, pl, pr);
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine());
+    Prim prim{dnnl::convolution_forward(pd), layouts.size()};
+    for (size_t i = 0; i < layouts.size(); ++i)
+      if (layouts[i].desc == pd.weights_desc()) prim.layout = i;
+    if (prim.layout == layouts.size()) add_layout(pd.weights_desc());
+    return prims.emplace(key, std::move(prim)).first->second;
+  }
+
+  void add_layout(const dnnl::memory::desc& desc) {
+    const float* w = source();
+    SDPAL_CHECK(w, "int8 conv2d: the weight source returned no data");
+    Int8Weights q = quantize_weights_s8(w, p.cout, cin * p.kh * p.kw);
+    Layout l{desc, dnnl::memory(desc, engine())};
+    dnnl::memory plain({{p.cout, cin, p.kh, p.kw}, dt::s8, tag::oihw}, engine(), q.q.data());
+    dnnl::stream strm(engine());
+    dnnl::reorder(plain, l.weights).execute(strm, plain, l.weights);
+    strm.wait();
+    layouts.push_back(std::move(l));
+  }
+};
+
+Int8Conv2d::Int8Conv2d(const WeightSource& w, const float* bias, int64_t cin, const Conv2dParams& p,
+                       const ActQuant& act)
+    : s_(std::make_shared<State>()) {
+  SDPAL_CHECK(cin > 0 && p.cout > 0 && p.kh > 0 && p.kw > 0 && p.stride > 0,
+              "int8 conv2d: empty weight or bad parameters");
+  State& s = *s_;
+  s.cin = cin;
+  s.p = p;
+  s.act = act;
+  s.zp = act.zero_point;
+  const float* wf = w();
+  SDPAL_CHECK(wf, "int8 conv2d: the weight source returned no data");
+  if (is_pointwise(p)) {
+    s.pointwise.emplace(wf, bias, cin, p.cout, act);  // OIHW 1x1 is [out, in]
+    s.wscale = s.pointwise->weight_scales();
+    return;
+  }
+  s.source = w;
+  s.wscale = quantize_weights_s8(wf, p.cout, cin * p.kh * p.kw).scale;
+  s.oscale.resize(p.cout);
+  for (int64_t o = 0; o < p.cout; ++o) s.oscale[o] = act.scale * s.wscale[o];
+  s.has_bias = bias != nullptr;
+  // oneDNN 2.x applies the bias before the output scales: dst = oscale * (acc + bias).
+  if (bias) {
+    s.bias.resize(p.cout);
+    for (int64_t o = 0; o < p.cout; ++o) s.bias[o] = bias[o] / s.oscale[o];
+  }
+}
+
+Tensor Int8Conv2d::operator()(const Tensor& x) const {
+  State& s = *s_;
+  SDPAL_CHECK(x.ndim() == 4 && x.dim(3) == s.cin, "int8 conv2d: input " + shape_str(x.shape()) +
+                                                      " is not NHWC with " + std::to_string(s.cin) +
+                                                      " channels");
+  const Conv2dParams& p = s.p;
+  const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2);
+  const int64_t Ho = (H + p.pad_t + p.pad_b - p.kh) / p.stride + 1;
+  const int64_t Wo = (W + p.pad_l + p.pad_r - p.kw) / p.stride + 1;
+  SDPAL_CHECK(Ho > 0 && Wo > 0,
+              "int8 conv2d: output would be empty for input " + shape_str(x.shape()));
+  Tensor y({N, Ho, Wo, p.cout});
+  prof::OpScope scope(prof::Op::conv_int8, conv2d_flops(x.shape(), p));
+  if (s.pointwise) {
+    s.pointwise->forward(x.data(), N * H * W, y.data());
+    return y;
+  }
+  uint8_t* q = u8_scratch(x.numel());
+  quantize_u8(x.data(), x.numel(), s.act, q);
+  std::lock_guard<std::mutex> lock(s.mu);
+  const State::Prim& prim = s.primitive(N, H, W, Ho, Wo);
+  dnnl::memory src({{N, s.cin, H, W}, dt::u8, tag::nhwc}, engine(), q);
+  dnnl::memory dst({{N, p.cout, Ho, Wo}, dt::f32, tag::nhwc}, engine(), y.data());
+  dnnl::memory zp({{1}, dt::s32, tag::x}, engine(), &s.zp);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src},
+                                             {DNNL_ARG_WEIGHTS, s.layouts[prim.layout].weights},
+                                             {DNNL_ARG_DST, dst},
+                                             {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp}};
+  if (s.has_bias)
+    args.emplace(DNNL_ARG_BIAS, dnnl::memory({{p.cout}, dt::f32, tag::x}, engine(), s.bias.data()));
+  dnnl::stream strm(engine());
+  prim.conv.execute(strm, args);
+  strm.wait();
+  return y;
+}
+
+const ActQuant& Int8Conv2d::act() const { return s_->act; }
+const std::vector<float>& Int8Conv2d::weight_scales() const { return s_->wscale; }
+size_t Int8Conv2d::weight_bytes() const {
+  if (s_->pointwise) return s_->pointwise->weight_bytes();
+  std::lock_guard<std::mutex> lock(s_->mu);
+  size_t n = 0;
+  for (const auto& l : s_->layouts) n += l.desc.get_size();
+  return n;
+}
+
+}  // namespace sdpal::k

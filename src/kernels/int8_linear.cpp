@@ -1,0 +1,127 @@
+#include "kernels/int8_linear.h"
+
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "core/error.h"
+#include "core/profile.h"
+
+namespace sdpal::k {
+
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+}  // namespace
+
+// oneDNN's u8 x s8 matmul (brgemm on VNNI). The weight is reordered once into the layout the
+// primitive asks for, which on the machines measured does not depend on M; primitives, whose
+// output scales (act scale x weight scale) are fixed at creation, are made per M and kept.
+struct Int8Linear::State {
+  int64_t in = 0, out = 0;
+  ActQuant act;
+  std::vector<float> wscale, oscale, bias;  // bias pre-divided by oscale (see forward)
+  bool has_bias = false;
+  dnnl::memory::desc wdesc;
+  dnnl::memory weights;
+  int32_t zp = 0;
+  std::mutex mu;
+  std::map<int64_t, dnnl::matmul> prims;
+
+  dnnl::matmul::primitive_desc make_pd(int64_t M, const dnnl::memory::desc& w) const {
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(1 << 1, oscale);
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    const dnnl::memory::desc src({M, in}, dt::u8, tag::ab), dst({M, out}, dt::f32, tag::ab);
+    const auto d =
+        has_bias ? dnnl::matmul::desc(src, w, dnnl::memory::desc({1, out}, dt::f32, tag::ab), dst)
+                 : dnnl::matmul::desc(src, w, dst);
+    return dnnl::matmul::primitive_desc(d, attr, engine());
+  }
+
+  const dnnl::matmul& primitive(int64_t M) {
+    auto it = prims.find(M);
+    if (it != prims.end()) return it->second;
+    auto pd = make_pd(M, dnnl::memory::desc({in, out}, dt::s8, tag::any));
+    if (pd.weights_desc() != wdesc) pd = make_pd(M, wdesc);  // keep the prepared layout
+    return prims.emplace(M, dnnl::matmul(pd)).first->second;
+  }
+};
+
+Int8Linear::Int8Linear(const float* w, const float* bias, int64_t in, int64_t out,
+                       const ActQuant& act)
+    : s_(std::make_shared<State>()) {
+  SDPAL_CHECK(in > 0 && out > 0, "int8 linear: empty weight");
+  State& s = *s_;
+  s.in = in;
+  s.out = out;
+  s.act = act;
+  s.zp = act.zero_point;
+  Int8Weights q = quantize_weights_s8(w, out, in);
+  s.wscale = q.scale;
+  s.oscale.resize(out);
+  for (int64_t o = 0; o < out; ++o) s.oscale[o] = act.scale * q.scale[o];
+  s.has_bias = bias != nullptr;
+  // oneDNN 2.x applies the bias before the output scales: dst = oscale * (acc + bias).
+  if (bias) {
+    s.bias.resize(out);
+    for (int64_t o = 0; o < out; ++o) s.bias[o] = bias[o] / s.oscale[o];
+  }
+  s.wdesc = s.make_pd(256, dnnl::memory::desc({in, out}, dt::s8, tag::any)).weights_desc();
+  s.weights = dnnl::memory(s.wdesc, engine());
+  // The [out, in] row-major weight is the [in, out] matrix in "ba" order. The reorder also
+  // computes the zero-point compensation that the layout carries.
+  dnnl::memory plain({{in, out}, dt::s8, tag::ba}, engine(), q.q.data());
+  dnnl::stream strm(engine());
+  dnnl::reorder(plain, s.weights).execute(strm, plain, s.weights);
+  strm.wait();
+}
+
+void Int8Linear::forward(const float* x, int64_t M, float* y) const {
+  if (M == 0) return;
+  State& s = *s_;
+  prof::OpScope scope(prof::Op::gemm_int8, 2.0 * M * s.in * s.out);
+  uint8_t* q = u8_scratch(M * s.in);
+  quantize_u8(x, M * s.in, s.act, q);
+  std::lock_guard<std::mutex> lock(s.mu);
+  const dnnl::matmul& mm = s.primitive(M);
+  dnnl::memory src({{M, s.in}, dt::u8, tag::ab}, engine(), q);
+  dnnl::memory dst({{M, s.out}, dt::f32, tag::ab}, engine(), y);
+  dnnl::memory zp({{1}, dt::s32, tag::x}, engine(), &s.zp);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src},
+                                             {DNNL_ARG_WEIGHTS, s.weights},
+                                             {DNNL_ARG_DST, dst},
+                                             {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp}};
+  if (s.has_bias)
+    args.emplace(DNNL_ARG_BIAS,
+                 dnnl::memory({{1, s.out}, dt::f32, tag::ab}, engine(), s.bias.data()));
+  dnnl::stream strm(engine());
+  mm.execute(strm, args);
+  strm.wait();
+}
+
+Tensor Int8Linear::operator()(const Tensor& x) const {
+  SDPAL_CHECK(
+      x.ndim() >= 1 && x.dim(-1) == s_->in,
+      "int8 linear: input " + shape_str(x.shape()) + " does not end in " + std::to_string(s_->in));
+  Shape shape = x.shape();
+  shape.back() = s_->out;
+  Tensor y(shape);
+  forward(x.data(), x.numel() / s_->in, y.data());
+  return y;
+}
+
+int64_t Int8Linear::in() const { return s_->in; }
+int64_t Int8Linear::out() const { return s_->out; }
+const ActQuant& Int8Linear::act() const { return s_->act; }
+const std::vector<float>& Int8Linear::weight_scales() const { return s_->wscale; }
+size_t Int8Linear::weight_bytes() const { return s_->wdesc.get_size(); }
+
+}  // namespace sdpal::k

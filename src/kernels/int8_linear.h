@@ -1,0 +1,34 @@
+// W8A8 linear layer: uint8 activations (per tensor, asymmetric) times int8 weights (per output
+// channel, symmetric) on oneDNN's VNNI matmul, int32 accumulation, fp32 output and bias.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.h"
+#include "kernels/int8_quant.h"
+
+namespace sdpal::k {
+
+class Int8Linear {
+ public:
+  // w: [out, in] fp32 (PyTorch Linear), bias: [out] or null, act: the input's quantisation.
+  // Quantises the weight and lays it out for oneDNN once, here; w need not outlive the call.
+  Int8Linear(const float* w, const float* bias, int64_t in, int64_t out, const ActQuant& act);
+  // y[M, out] = dequant(q(x))[M, in] * dequant(q(w))^T + bias.
+  void forward(const float* x, int64_t M, float* y) const;
+  Tensor operator()(const Tensor& x) const;  // [..., in] -> [..., out]
+
+  int64_t in() const;
+  int64_t out() const;
+  const ActQuant& act() const;
+  const std::vector<float>& weight_scales() const;
+  // Bytes held for the prepared weights (for memory accounting).
+  size_t weight_bytes() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> s_;
+};
+
+}  // namespace sdpal::k

@@ -1,0 +1,39 @@
+// Quantisation for int8 (W8A8) compute: per-tensor asymmetric uint8 activations and
+// per-output-channel symmetric int8 weights. The int8 convolution and linear kernels
+// (int8_conv2d.h, int8_linear.h) use these, and so do their tests, which compare the kernels with
+// fp32 arithmetic on exactly these quantised values.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace sdpal::k {
+
+// q = clamp(round(x * inv_scale + zero_point), 0, 255) (round half to even); x ≈ (q - zp) * scale.
+struct ActQuant {
+  float scale = 1.f;
+  int32_t zero_point = 0;
+  // From a calibrated range, widened to contain 0 so that zero (e.g. convolution padding) is exact.
+  static ActQuant from_range(float lo, float hi);
+  float inv_scale() const { return 1.f / scale; }
+  float dequant(uint8_t q) const { return static_cast<float>(q - zero_point) * scale; }
+};
+
+// x[n] -> q[n] as ActQuant describes (AVX-512, parallel for large n; NaN maps to 0).
+void quantize_u8(const float* x, int64_t n, const ActQuant& a, uint8_t* q);
+uint8_t quantize_u8(float x, const ActQuant& a);  // the scalar definition
+
+// Weights [rows, cols] row-major (rows = output channels), quantised per row symmetrically:
+// w ≈ q * scale[row], q in [-127, 127] (never -128, so that u8 x s8 products of VNNI's 4-term sums
+// cannot overflow anywhere). An all-zero row gets scale 1.
+struct Int8Weights {
+  int64_t rows = 0, cols = 0;
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+};
+Int8Weights quantize_weights_s8(const float* w, int64_t rows, int64_t cols);
+
+// Reused per-thread buffer for quantised activations (valid until the next call on the thread).
+uint8_t* u8_scratch(size_t n);
+
+}  // namespace sdpal::k

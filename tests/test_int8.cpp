@@ -1,0 +1,306 @@
+// int8 (W8A8) compute: the kernels against fp32 arithmetic on the very values they quantise
+// (exact but for fp32 rounding) and against the fp32 layer within the quantisation error bound.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "kernels/conv2d.h"
+#include "kernels/gemm.h"
+#include "kernels/int8_conv2d.h"
+#include "kernels/int8_linear.h"
+#include "kernels/int8_quant.h"
+
+using namespace sdpal;
+
+namespace {
+
+Tensor uniform_tensor(Shape shape, std::mt19937& rng, float lo, float hi) {
+  Tensor t(std::move(shape));
+  std::uniform_real_distribution<float> dist(lo, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = dist(rng);
+  return t;
+}
+
+// What the kernels compute, in double: the quantised input and weight, dequantised.
+struct Dequantised {
+  std::vector<double> x, w;
+  std::vector<float> wscale;
+};
+
+Dequantised dequantise(const Tensor& x, const k::ActQuant& a, const float* w, int64_t rows,
+                       int64_t cols) {
+  Dequantised d;
+  std::vector<uint8_t> q(x.numel());
+  k::quantize_u8(x.data(), x.numel(), a, q.data());
+  for (uint8_t v : q) d.x.push_back(a.dequant(v));
+  const k::Int8Weights qw = k::quantize_weights_s8(w, rows, cols);
+  for (int64_t o = 0; o < rows; ++o)
+    for (int64_t i = 0; i < cols; ++i)
+      d.w.push_back(static_cast<double>(qw.q[o * cols + i]) * qw.scale[o]);
+  d.wscale = qw.scale;
+  return d;
+}
+
+// NHWC x OIHW convolution in double with zero padding; also sum |w||x| per output for tolerances.
+struct ConvRef {
+  std::vector<double> y, magnitude;
+};
+ConvRef conv_ref(const std::vector<double>& x, const std::vector<double>& w, const float* bias,
+                 const Shape& xs, int64_t cin, const k::Conv2dParams& p) {
+  const int64_t N = xs[0], H = xs[1], W = xs[2];
+  const int64_t Ho = (H + p.pad_t + p.pad_b - p.kh) / p.stride + 1;
+  const int64_t Wo = (W + p.pad_l + p.pad_r - p.kw) / p.stride + 1;
+  ConvRef r;
+  r.y.assign(N * Ho * Wo * p.cout, 0.0);
+  r.magnitude.assign(r.y.size(), 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oy = 0; oy < Ho; ++oy)
+      for (int64_t ox = 0; ox < Wo; ++ox)
+        for (int64_t o = 0; o < p.cout; ++o) {
+          double acc = bias ? bias[o] : 0.0, mag = bias ? std::fabs(bias[o]) : 0.0;
+          for (int64_t ky = 0; ky < p.kh; ++ky)
+            for (int64_t kx = 0; kx < p.kw; ++kx) {
+              const int64_t iy = oy * p.stride - p.pad_t + ky, ix = ox * p.stride - p.pad_l + kx;
+              if (iy < 0 || ix < 0 || iy >= H || ix >= W) continue;
+              for (int64_t c = 0; c < cin; ++c) {
+                const double t = x[((n * H + iy) * W + ix) * cin + c] *
+                                 w[((o * cin + c) * p.kh + ky) * p.kw + kx];
+                acc += t;
+                mag += std::fabs(t);
+              }
+            }
+          const int64_t i = ((n * Ho + oy) * Wo + ox) * p.cout + o;
+          r.y[i] = acc;
+          r.magnitude[i] = mag;
+        }
+  return r;
+}
+
+// The int8 result must equal the dequantised computation up to fp32 rounding of the scales and
+// of the final products (the int32 accumulation itself is exact).
+void expect_matches_dequantised(const Tensor& got, const ConvRef& ref, const std::string& what) {
+  ASSERT_EQ(got.numel(), static_cast<int64_t>(ref.y.size())) << what;
+  int64_t bad = 0, worst = -1;
+  double worst_ratio = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const double tol = 1e-5 * ref.magnitude[i] + 1e-6;
+    const double ratio = std::fabs(got[i] - ref.y[i]) / tol;
+    if (!(ratio <= 1.0)) ++bad;
+    if (!(ratio <= worst_ratio)) worst_ratio = ratio, worst = i;
+  }
+  EXPECT_EQ(bad, 0) << what << ": worst at " << worst << " got " << got[worst] << " want "
+                    << ref.y[worst] << " (" << worst_ratio << " x tolerance)";
+}
+
+// Quantisation error bound against the fp32 layer, per output: with x' = dq(q(x)) and
+// w' = dq(q(w)), |x'w' - xw| <= Σ |w||x' - x| + |x'||w' - w| <= Σ |w| s_x/2 + |x'| s_w/2
+// (inputs inside the calibrated range; weights rounded to the nearest step).
+void expect_within_quantisation_bound(const Tensor& got, const Tensor& fp32, const Tensor& x,
+                                      const float* w, const Dequantised& d, const k::ActQuant& a,
+                                      int64_t cin, const k::Conv2dParams& p,
+                                      const std::string& what) {
+  std::vector<double> absw(w, w + p.cout * cin * p.kh * p.kw);
+  for (auto& v : absw) v = std::fabs(v);
+  std::vector<double> ones(x.numel(), 1.0);
+  // Σ|w|·1 over the receptive field (inside the image) and Σ|x'|·1 per output channel weightless.
+  const ConvRef sum_absw = conv_ref(ones, absw, nullptr, x.shape(), cin, p);
+  std::vector<double> absx(d.x);
+  for (auto& v : absx) v = std::fabs(v);
+  std::vector<double> ones_w(absw.size(), 1.0);
+  const ConvRef sum_absx = conv_ref(absx, ones_w, nullptr, x.shape(), cin, p);
+  int64_t bad = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const int64_t o = i % p.cout;
+    const double bound = sum_absw.y[i] * a.scale / 2 + sum_absx.y[i] * d.wscale[o] / 2 +
+                         1e-5 * (std::fabs(fp32[i]) + sum_absw.y[i]);
+    const double err = std::fabs(got[i] - fp32[i]);
+    if (!(err <= bound)) ++bad;
+    worst = std::max(worst, err / bound);
+  }
+  EXPECT_EQ(bad, 0) << what << ": error above the quantisation bound (worst " << worst << " x)";
+  // The bound is not vacuous: the error uses a fair part of it somewhere.
+  EXPECT_GT(worst, 0.01) << what;
+}
+
+struct ConvCase {
+  int64_t n, h, w, cin, cout;
+  int k, stride, pad_t, pad_l, pad_b, pad_r;
+};
+
+void check_conv(const ConvCase& c, uint32_t seed) {
+  const std::string what = "conv " + std::to_string(c.cin) + "->" + std::to_string(c.cout) + " k" +
+                           std::to_string(c.k) + " s" + std::to_string(c.stride) + " " +
+                           std::to_string(c.h) + "x" + std::to_string(c.w);
+  std::mt19937 rng(seed);
+  // Asymmetric range (zero point well inside), with a few inputs beyond it (clipped).
+  const k::ActQuant a = k::ActQuant::from_range(-0.7f, 2.3f);
+  ASSERT_GT(a.zero_point, 30);
+  const Tensor x = uniform_tensor({c.n, c.h, c.w, c.cin}, rng, -0.8f, 2.2f);
+  const Tensor w = uniform_tensor({c.cout, c.cin, c.k, c.k}, rng, -0.5f, 0.5f);
+  const Tensor bias = uniform_tensor({c.cout}, rng, -1.f, 1.f);
+  k::Conv2dParams p;
+  p.cout = c.cout;
+  p.kh = p.kw = c.k;
+  p.stride = c.stride;
+  p.pad_t = c.pad_t, p.pad_l = c.pad_l, p.pad_b = c.pad_b, p.pad_r = c.pad_r;
+  const k::Int8Conv2d conv([&] { return w.data(); }, bias.data(), c.cin, p, a);
+  const Tensor got = conv(x);
+  const Dequantised d = dequantise(x, a, w.data(), c.cout, c.cin * c.k * c.k);
+  expect_matches_dequantised(got, conv_ref(d.x, d.w, bias.data(), x.shape(), c.cin, p), what);
+  // Against the fp32 layer, with the input clipped to the calibrated range.
+  Tensor xc = x;
+  for (int64_t i = 0; i < xc.numel(); ++i)
+    xc[i] = std::clamp(xc[i], -a.zero_point * a.scale, (255 - a.zero_point) * a.scale);
+  const Tensor fp32 = k::conv2d(xc, w.data(), bias.data(), p);
+  expect_within_quantisation_bound(got, fp32, xc, w.data(), d, a, c.cin, p, what);
+}
+
+}  // namespace
+
+TEST(Int8Quant, RangeContainsZeroAndMapsItExactly) {
+  for (auto [lo, hi] : std::vector<std::pair<float, float>>{
+           {-0.7f, 2.3f}, {0.5f, 3.f}, {-4.f, -1.f}, {-1.f, 1.f}, {0.f, 1e-3f}}) {
+    const k::ActQuant a = k::ActQuant::from_range(lo, hi);
+    EXPECT_GT(a.scale, 0.f);
+    EXPECT_GE(a.zero_point, 0);
+    EXPECT_LE(a.zero_point, 255);
+    EXPECT_EQ(k::quantize_u8(0.f, a), a.zero_point) << lo << " " << hi;
+    EXPECT_EQ(a.dequant(k::quantize_u8(0.f, a)), 0.f);
+    // The range ends map to the ends of uint8 (within one step where 0 forced a shift).
+    EXPECT_LE(std::fabs(a.dequant(0) - std::min(lo, 0.f)), a.scale);
+    EXPECT_LE(std::fabs(a.dequant(255) - std::max(hi, 0.f)), a.scale);
+  }
+  const k::ActQuant flat = k::ActQuant::from_range(0.f, 0.f);
+  EXPECT_EQ(flat.scale, 1.f);
+  EXPECT_EQ(flat.zero_point, 0);
+}
+
+TEST(Int8Quant, VectorMatchesScalarDefinition) {
+  std::mt19937 rng(3);
+  const k::ActQuant a = k::ActQuant::from_range(-1.3f, 5.1f);
+  // Values beyond the range, exact half steps, NaN and infinities.
+  Tensor x = uniform_tensor({100003}, rng, -3.f, 8.f);
+  for (int i = 0; i < 200; ++i) x[i * 7] = (static_cast<float>(i) - 40.f + 0.5f) * a.scale;
+  x[5] = std::numeric_limits<float>::quiet_NaN();
+  x[6] = std::numeric_limits<float>::infinity();
+  x[8] = -std::numeric_limits<float>::infinity();
+  std::vector<uint8_t> q(x.numel());
+  k::quantize_u8(x.data(), x.numel(), a, q.data());
+  int64_t mismatches = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) mismatches += q[i] != k::quantize_u8(x[i], a);
+  EXPECT_EQ(mismatches, 0);
+  EXPECT_EQ(q[5], 0);
+  EXPECT_EQ(q[6], 255);
+  EXPECT_EQ(q[8], 0);
+  // Inside the range, the round trip is within half a step.
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    if (x[i] >= a.dequant(0) && x[i] <= a.dequant(255)) {
+      ASSERT_LE(std::fabs(a.dequant(q[i]) - x[i]), a.scale * 0.5f + 1e-6f) << x[i];
+    }
+  }
+}
+
+TEST(Int8Quant, WeightsPerOutputChannelSymmetric) {
+  std::mt19937 rng(4);
+  Tensor w = uniform_tensor({5, 33}, rng, -1.f, 1.f);
+  for (int i = 0; i < 33; ++i) w[33 * 2 + i] = 0.f;  // an all-zero row
+  for (int i = 0; i < 33; ++i) w[33 * 3 + i] *= 100.f;
+  const k::Int8Weights q = k::quantize_weights_s8(w.data(), 5, 33);
+  EXPECT_EQ(q.scale[2], 1.f);
+  for (int64_t o = 0; o < 5; ++o) {
+    float amax = 0.f;
+    for (int64_t i = 0; i < 33; ++i) amax = std::max(amax, std::fabs(w[o * 33 + i]));
+    if (amax > 0.f) {
+      EXPECT_FLOAT_EQ(q.scale[o], amax / 127.f);
+    }
+    for (int64_t i = 0; i < 33; ++i) {
+      const int v = q.q[o * 33 + i];
+      EXPECT_GE(v, -127);
+      EXPECT_LE(std::fabs(v * q.scale[o] - w[o * 33 + i]), q.scale[o] * 0.5f + 1e-6f);
+    }
+  }
+}
+
+TEST(Int8Linear, MatchesDequantisedAndStaysWithinQuantisationError) {
+  for (auto [M, K, N] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {37, 45, 29}, {1, 320, 64}, {300, 64, 80}, {2, 7, 3}}) {
+    for (bool with_bias : {true, false}) {
+      const std::string what = "linear " + std::to_string(M) + "x" + std::to_string(K) + "x" +
+                               std::to_string(N) + (with_bias ? " bias" : "");
+      std::mt19937 rng(static_cast<uint32_t>(M * 7 + K * 3 + N));
+      const k::ActQuant a = k::ActQuant::from_range(-2.f, 1.f);
+      const Tensor x = uniform_tensor({M, K}, rng, -2.f, 1.f);
+      const Tensor w = uniform_tensor({N, K}, rng, -0.3f, 0.3f);
+      const Tensor b = uniform_tensor({N}, rng, -1.f, 1.f);
+      const float* bias = with_bias ? b.data() : nullptr;
+      const k::Int8Linear lin(w.data(), bias, K, N, a);
+      const Tensor got = lin(x);
+      ASSERT_EQ(got.shape(), (Shape{M, N}));
+      // A linear layer is a 1x1 convolution of a [1, M, 1, K] image.
+      k::Conv2dParams p;
+      p.cout = N;
+      const Dequantised d = dequantise(x, a, w.data(), N, K);
+      expect_matches_dequantised(got, conv_ref(d.x, d.w, bias, {1, M, 1, K}, K, p), what);
+      const Tensor fp32 = k::linear(x, w.data(), bias, N);
+      Tensor x4 = x;
+      x4.reshape_inplace({1, M, 1, K});
+      expect_within_quantisation_bound(got, fp32, x4, w.data(), d, a, K, p, what);
+    }
+  }
+}
+
+TEST(Int8Conv2d, MatchesDequantisedAndStaysWithinQuantisationError) {
+  const ConvCase cases[] = {
+      // 3x3 with padding: the zero point must stand for real zero at the borders.
+      {2, 9, 11, 19, 23, 3, 1, 1, 1, 1, 1},
+      // stride 2 (UNet downsampler) and the VAE encoder's asymmetric (0, 1, 0, 1) padding
+      {1, 12, 10, 16, 16, 3, 2, 1, 1, 1, 1},
+      {1, 12, 10, 13, 16, 3, 2, 0, 0, 1, 1},
+      // 1x1 (runs as a matmul), channels not multiples of 16
+      {2, 7, 5, 21, 35, 1, 1, 0, 0, 0, 0},
+      // large enough for oneDNN's brgemm kernels, small enough for its direct ones
+      {1, 32, 32, 64, 48, 3, 1, 1, 1, 1, 1},
+      {2, 4, 4, 64, 48, 3, 1, 1, 1, 1, 1},
+      // 4 input channels (the UNet's conv_in), 4 outputs (conv_out)
+      {1, 16, 16, 4, 32, 3, 1, 1, 1, 1, 1},
+      {1, 16, 16, 32, 4, 3, 1, 1, 1, 1, 1},
+  };
+  uint32_t seed = 10;
+  for (const auto& c : cases) check_conv(c, seed++);
+}
+
+TEST(Int8Conv2d, OneLayerServesSeveralImageSizes) {
+  // oneDNN picks different kernels (and weight layouts) for small and large images: one layer
+  // object must give correct results for both, in any order, keeping one copy per layout.
+  std::mt19937 rng(7);
+  const k::ActQuant a = k::ActQuant::from_range(-1.f, 1.f);
+  const Tensor w = uniform_tensor({64, 64, 3, 3}, rng, -0.2f, 0.2f);
+  k::Conv2dParams p;
+  p.cout = 64;
+  p.kh = p.kw = 3;
+  p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
+  int sources = 0;
+  const k::Int8Conv2d conv(
+      [&] {
+        ++sources;
+        return w.data();
+      },
+      nullptr, 64, p, a);
+  for (int64_t side : {32, 4, 32, 4, 20}) {
+    const Tensor x = uniform_tensor({1, side, side, 64}, rng, -1.f, 1.f);
+    const Dequantised d = dequantise(x, a, w.data(), 64, 64 * 9);
+    expect_matches_dequantised(conv(x), conv_ref(d.x, d.w, nullptr, x.shape(), 64, p),
+                               "side " + std::to_string(side));
+  }
+  // The source is read for the scales and then once per distinct layout (at most one per size).
+  EXPECT_GE(sources, 2);
+  EXPECT_LE(sources, 4);
+  EXPECT_GE(conv.weight_bytes(), size_t{64 * 64 * 9});
+}
