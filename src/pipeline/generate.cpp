@@ -37,7 +37,23 @@ void validate(const StableDiffusion& m, const GenerateParams& p) {
               "give one negative prompt, or one per prompt");
   if (p.init_image)
     SDPAL_CHECK(p.strength > 0.f && p.strength <= 1.f, "strength must be in (0, 1]");
+  check_tome_options(p.tome);
 }
+
+// Sets a UNet's ToMe for one generation and restores the previous setting, also on errors.
+class TomeScope {
+ public:
+  TomeScope(UNet& unet, const ToMeOptions& o) : unet_(unet), prev_(unet.tome()) {
+    unet_.set_tome(o);
+  }
+  ~TomeScope() { unet_.set_tome(prev_); }
+  TomeScope(const TomeScope&) = delete;
+  TomeScope& operator=(const TomeScope&) = delete;
+
+ private:
+  UNet& unet_;
+  ToMeOptions prev_;
+};
 
 // Broadcasts [4,h,w] or [1,4,h,w] noise to [B,4,h,w]; checks the shape.
 Tensor batch_noise(const Tensor& n, const Shape& want, const std::string& what) {
@@ -197,6 +213,9 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
 Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
                        const GenerateParams& p, int* unet_calls) {
   validate(m, p);
+  SDPAL_CHECK(unet.tome() == p.tome,
+              "denoise_latents: the UNet's ToMe setting differs from GenerateParams::tome; set it "
+              "with UNet::set_tome first");
   const int64_t rows = static_cast<int64_t>(p.prompts.size()) * (p.cfg_scale > 1.f ? 2 : 1);
   SDPAL_CHECK(context.ndim() == 3 && context.dim(0) == rows,
               "denoise_latents: context has shape " + shape_str(context.shape()) + ", expected " +
@@ -220,7 +239,11 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
     context = concat0({&uncond, &cond});
   }
 
-  const Tensor latents = run_denoising(m, *m.unet, context, p, &res.unet_calls);
+  Tensor latents;
+  {
+    TomeScope tome(*m.unet, p.tome);
+    latents = run_denoising(m, *m.unet, context, p, &res.unet_calls);
+  }
   res.latents = latents;
   if (p.taesd_decoder) {
     res.image01 = p.taesd_decoder->decode(latents);

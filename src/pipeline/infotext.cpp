@@ -276,6 +276,9 @@ std::string a1111_parameters(const GenerationInfo& info) {
   add("Model", info.model);
   if (info.denoising_strength) add("Denoising strength", a1111_number(*info.denoising_strength));
   if (info.clip_skip > 1) add("Clip skip", std::to_string(info.clip_skip));
+  // A1111's own key for its built-in tomesd setting (written only when on, as A1111 does).
+  if (info.token_merging_ratio > 0)
+    add("Token merging ratio", a1111_number(info.token_merging_ratio));
   add("RNG", info.rng);
   for (const auto& [k, v] : info.extra) add(k, v);
   add("Version", info.version);
@@ -349,6 +352,8 @@ GenerationInfo parse_a1111_parameters(const std::string& text) {
       info.denoising_strength = parse_number<double>(k, value);
     } else if (k == "Clip skip") {
       info.clip_skip = parse_number<int>(k, value);
+    } else if (k == "Token merging ratio") {
+      info.token_merging_ratio = parse_number<double>(k, value);
     } else if (k == "RNG") {
       info.rng = value;
     } else if (k == "Version") {

@@ -6,7 +6,7 @@
 //   Negative prompt: <negative prompt>          (only when non-empty)
 //   Steps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7.5, Seed: 42,
 //   Size: 512x512, Model hash: 6ce0161689, Model: v1-5, Denoising strength: 0.75,
-//   Clip skip: 2, RNG: CPU, <extra...>, Version: sdpal 0.1.0
+//   Clip skip: 2, Token merging ratio: 0.5, RNG: CPU, <extra...>, Version: sdpal 0.1.0
 // (the last line is one line). Fields with no value are left out. A value containing ',', ':'
 // or a newline is written as a JSON string ("a, b" with \" and \\ escapes), as A1111 does.
 // Numbers are written as A1111's files show them: integral values without a fraction
@@ -34,7 +34,8 @@ struct GenerationInfo {
   std::string model;       // model name; optional
   std::optional<double> denoising_strength;  // img2img only
   int clip_skip = 1;  // A1111 numbering: 1 = last layer (left out), 2 = one layer skipped
-  std::string rng;    // A1111 "RNG" source, e.g. "CPU"; empty: left out (A1111's GPU default)
+  double token_merging_ratio = 0;  // ToMe ratio; 0 (off) is left out
+  std::string rng;  // A1111 "RNG" source, e.g. "CPU"; empty: left out (A1111's GPU default)
   std::vector<std::pair<std::string, std::string>> extra;  // other "Key: value" fields, in order
   std::string version;                                     // e.g. "sdpal 0.1.0"; empty: left out
 
@@ -47,8 +48,8 @@ std::string a1111_parameters(const GenerationInfo& info);
 // Parses text written by a1111_parameters or by A1111 itself (A1111's
 // parse_generation_parameters rules: the last line holds the fields if it has at least three
 // "Key: value" pairs; lines are stripped). Unknown fields go to `extra`. Throws sdpal::Error
-// if a known numeric field (Steps, CFG scale, Seed, Size, Denoising strength, Clip skip) is
-// malformed.
+// if a known numeric field (Steps, CFG scale, Seed, Size, Denoising strength, Clip skip, Token
+// merging ratio) is malformed.
 GenerationInfo parse_a1111_parameters(const std::string& text);
 
 // A number as written in infotext: "7", "7.5", "0.75", "1e-05" (see above).

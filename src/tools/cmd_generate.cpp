@@ -1,5 +1,6 @@
 // `sdpal generate`: prompt -> PNG (txt2img, or img2img with --init-image).
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -27,6 +28,7 @@ struct GenerateArgs {
   int64_t seed = -1;
   std::string init_noise, step_noise, save_latents, init_image, taesd, preview;
   bool quiet = false;
+  ToMeOptions tome;
 };
 
 // The tensor named `preferred`, else the file's only tensor.
@@ -64,6 +66,13 @@ void check_flags(const GenerateArgs& a) {
         std::string(flag) + " must be a multiple of 8 from 8 to 8192, got " + std::to_string(v));
   SDPAL_CHECK(a.steps >= 1 && a.steps <= 1000,
               "--steps must be from 1 to 1000, got " + std::to_string(a.steps));
+  SDPAL_CHECK(std::isfinite(a.tome.ratio) && a.tome.ratio >= 0 && a.tome.ratio <= 0.9,
+              "--tome must be from 0 (off) to 0.9, the fraction of tokens merged away, got " +
+                  a1111_number(a.tome.ratio));
+  SDPAL_CHECK(
+      a.tome.max_downsample == 1 || a.tome.max_downsample == 2 || a.tome.max_downsample == 4 ||
+          a.tome.max_downsample == 8,
+      "--tome-max-downsample must be 1, 2, 4 or 8, got " + std::to_string(a.tome.max_downsample));
 }
 
 // An output file must go into an existing folder and must not be a folder itself; checked before
@@ -101,6 +110,7 @@ void run(const GenerateArgs& a) {
   p.karras = a.schedule == "karras";
   p.eta = a.eta;
   p.clip_skip = a.clip_skip;
+  p.tome = a.tome;
   p.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : (std::random_device{}() & 0xffffffffu);
   if (!a.init_noise.empty()) p.init_noise = read_tensor_file(a.init_noise, "noise", "--init-noise");
   if (!a.step_noise.empty())
@@ -149,6 +159,7 @@ void run(const GenerateArgs& a) {
   info.version = std::string("sdpal ") + SDPAL_VERSION;
   info.clip_skip = a.clip_skip;
   if (p.init_image) info.denoising_strength = a.strength;
+  info.token_merging_ratio = a.tome.ratio;
   const std::string params = a1111_parameters(info);
   for (int i = 0; i < a.batch; ++i) {
     const std::string name = output_name(a.output, i, a.batch);
@@ -207,6 +218,18 @@ const bool registered = register_command(
        app.add_option("--preview", a->preview,
                       "With --taesd: write a live preview PNG here after every step "
                       "(the final image then uses the full VAE)");
+       app.add_option("--tome", a->tome.ratio,
+                      "Token merging (ToMe): fraction of tokens merged away before "
+                      "self-attention, 0 (off) to 0.9; faster, slightly different images")
+           ->capture_default_str();
+       app.add_option("--tome-max-downsample", a->tome.max_downsample,
+                      "ToMe in blocks at most this far below full resolution: 1, 2, 4 or 8")
+           ->capture_default_str();
+       app.add_flag("--tome-random", a->tome.random,
+                    "ToMe: pick each 2x2 cell's destination token at random (seeded by "
+                    "--tome-seed; with an odd UNet batch, i.e. no guidance and one image, the "
+                    "top-left token as without it, as tomesd does)");
+       app.add_option("--tome-seed", a->tome.seed, "Seed for --tome-random")->capture_default_str();
        app.add_flag("-q,--quiet", a->quiet, "No progress bar or messages");
        app.callback([a] { run(*a); });
      }});
