@@ -49,20 +49,16 @@ CompressedView CompressedView::of(const Linear8Weight& w) {
 
 namespace {
 
-// One group's LUT in fp32, zero-padded to 256 entries (indices >= entries read 0; a file
-// loader should reject them), plus the register images the kernels use.
-struct FloatLut {
-  alignas(64) float v[256];
-
-  void load(const uint16_t* lut16, int64_t entries, int nbits) {
-    std::fill(v, v + 256, 0.f);
-    for (int64_t j = 0; j < entries; ++j) v[j] = half_to_float(lut16[j]);
-    // 1- and 2-bit: repeat the table across 16 lanes so a permute may ignore the higher bits.
-    const int n = 1 << nbits;
-    if (n < 16)
-      for (int j = n; j < 16; ++j) v[j] = v[j % n];
-  }
-};
+// One group's LUT in fp32 (v: 256 floats), zero-padded to 256 entries (indices >= entries read
+// 0; a file loader should reject them); the kernels below hold it in registers.
+void load_float_lut(const uint16_t* lut16, int64_t entries, int nbits, float* v) {
+  std::fill(v, v + 256, 0.f);
+  for (int64_t j = 0; j < entries; ++j) v[j] = half_to_float(lut16[j]);
+  // 1- and 2-bit: repeat the table across 16 lanes so a permute may ignore the higher bits.
+  const int n = 1 << nbits;
+  if (n < 16)
+    for (int j = n; j < 16; ++j) v[j] = v[j % n];
+}
 
 // 16 indices starting at a byte-aligned position -> 16 lanes whose low nbits bits are the
 // indices (the higher bits are don't-care: the permutes below read only the low bits).
@@ -99,8 +95,8 @@ template <int NBITS>
 struct LutRegs {
   static constexpr int kRegs = NBITS <= 4 ? 1 : 4;
   __m512 r[kRegs];
-  explicit LutRegs(const FloatLut& lut) {
-    for (int i = 0; i < kRegs; ++i) r[i] = _mm512_load_ps(lut.v + 16 * i);
+  explicit LutRegs(const float* lut) {
+    for (int i = 0; i < kRegs; ++i) r[i] = _mm512_loadu_ps(lut + 16 * i);
   }
   __m512 lookup(__m512i idx) const {
     if constexpr (NBITS <= 4) {
@@ -115,50 +111,59 @@ struct LutRegs {
 
 // out[i] = lut[index(first + i)] for i in [0, count), one group's LUT.
 template <int NBITS>
-void expand_palette_run(const uint8_t* packed, int64_t first, int64_t count, const FloatLut& lut,
+void expand_palette_run(const uint8_t* packed, int64_t first, int64_t count, const float* lut,
                         float* out) {
   if constexpr (NBITS == 8) {
     // 256 entries: a plain table lookup per element measured faster here (Zen 5: 16 GB/s on one
     // core) than _mm512_i32gather_ps (12.7 GB/s) or a tree of 8 permutex2var + 7 blends (7 GB/s).
     const uint8_t* q = packed + first;
-    for (int64_t i = 0; i < count; ++i) out[i] = lut.v[q[i]];
+    for (int64_t i = 0; i < count; ++i) out[i] = lut[q[i]];
   } else {
     int64_t i = 0;
     for (; i < count && (first + i) % 8 != 0; ++i)
-      out[i] = lut.v[packed_index_at(packed, first + i, NBITS)];
+      out[i] = lut[packed_index_at(packed, first + i, NBITS)];
     const LutRegs<NBITS> regs(lut);
     for (; i + 16 <= count; i += 16) {
       const __m512i idx = load_indices16<NBITS>(packed + (first + i) / 8 * NBITS);
       _mm512_storeu_ps(out + i, regs.lookup(idx));
     }
-    for (; i < count; ++i) out[i] = lut.v[packed_index_at(packed, first + i, NBITS)];
+    for (; i < count; ++i) out[i] = lut[packed_index_at(packed, first + i, NBITS)];
   }
 }
 
+// Expands elements [e0, e1) of one palette group whose fp32 LUT is `lut`.
+void expand_palette_group_span(const CompressedView& w, int64_t e0, int64_t e1, const float* lut,
+                               float* out) {
+  switch (w.nbits) {
+    case 1:
+      expand_palette_run<1>(w.indices, e0, e1 - e0, lut, out);
+      break;
+    case 2:
+      expand_palette_run<2>(w.indices, e0, e1 - e0, lut, out);
+      break;
+    case 4:
+      expand_palette_run<4>(w.indices, e0, e1 - e0, lut, out);
+      break;
+    case 6:
+      expand_palette_run<6>(w.indices, e0, e1 - e0, lut, out);
+      break;
+    default:
+      expand_palette_run<8>(w.indices, e0, e1 - e0, lut, out);
+      break;
+  }
+}
+
+int64_t palette_group_elems(const CompressedView& w) {
+  return w.group_size ? w.group_size * (w.numel() / w.rows()) : w.numel();
+}
+
 void expand_palette_range(const CompressedView& w, int64_t e0, int64_t e1, float* out) {
-  const int64_t row_len = w.numel() / w.rows();
-  const int64_t group_elems = w.group_size ? w.group_size * row_len : w.numel();
-  FloatLut lut;
+  const int64_t group_elems = palette_group_elems(w);
+  alignas(64) float lut[256];
   for (int64_t e = e0; e < e1;) {
     const int64_t g = e / group_elems, end = std::min(e1, (g + 1) * group_elems);
-    lut.load(w.lut + g * w.entries, w.entries, w.nbits);
-    switch (w.nbits) {
-      case 1:
-        expand_palette_run<1>(w.indices, e, end - e, lut, out + (e - e0));
-        break;
-      case 2:
-        expand_palette_run<2>(w.indices, e, end - e, lut, out + (e - e0));
-        break;
-      case 4:
-        expand_palette_run<4>(w.indices, e, end - e, lut, out + (e - e0));
-        break;
-      case 6:
-        expand_palette_run<6>(w.indices, e, end - e, lut, out + (e - e0));
-        break;
-      default:
-        expand_palette_run<8>(w.indices, e, end - e, lut, out + (e - e0));
-        break;
-    }
+    load_float_lut(w.lut + g * w.entries, w.entries, w.nbits, lut);
+    expand_palette_group_span(w, e, end, lut, out + (e - e0));
     e = end;
   }
 }
@@ -243,5 +248,27 @@ void expand_rows(const CompressedView& w, int64_t row_begin, int64_t row_end, fl
 }
 
 void expand(const CompressedView& w, float* out) { expand_rows(w, 0, w.rows(), out); }
+
+SpanExpander::SpanExpander(const CompressedView& w) : w_(w) {
+  check_view(w);
+  if (w.kind == CompressedView::Kind::Palette) group_elems_ = palette_group_elems(w);
+}
+
+void SpanExpander::operator()(int64_t e0, int64_t e1, float* out) {
+  if (e0 >= e1) return;
+  if (w_.kind != CompressedView::Kind::Palette) {
+    expand_linear8_range(w_, e0, e1, out);
+    return;
+  }
+  for (int64_t e = e0; e < e1;) {
+    const int64_t g = e / group_elems_, end = std::min(e1, (g + 1) * group_elems_);
+    if (g != group_) {
+      load_float_lut(w_.lut + g * w_.entries, w_.entries, w_.nbits, lut_);
+      group_ = g;
+    }
+    expand_palette_group_span(w_, e, end, lut_, out + (e - e0));
+    e = end;
+  }
+}
 
 }  // namespace sdpal
