@@ -1,0 +1,54 @@
+// An AVX-512 fp32 GEMM whose weight-packing stage reads the weight from where it is stored: a
+// dense fp32 or fp16 matrix, or a compressed one (palette LUT + packed indices, linear 8-bit)
+// expanded straight into the packed panels. The weight is packed one block (K-block x N-block) at
+// a time, so a compressed layer never exists in fp32 as a whole: there is no layer-sized scratch
+// buffer and no separate expansion pass over memory.
+//
+// Exactness: every source goes through the same packing order and the same micro-kernel, and LUT
+// expansion is exact, so a GEMM on a compressed weight equals, bit for bit, the same GEMM on the
+// weight expanded first (compressed_weight.h's expand()). Against oneDNN's sgemm it differs only in
+// the order of the K summation (fp32 rounding).
+//
+// Convolutions run as an implicit GEMM over (ky, kx, ci) on NHWC activations: the K dimension is
+// taken in blocks of input channels with all taps, which are contiguous spans of each OIHW weight
+// row, so the same packing works for compressed convolution weights.
+#pragma once
+#include <cstdint>
+
+#include "compression/compressed_weight.h"
+#include "core/tensor.h"
+#include "kernels/conv2d.h"
+
+namespace sdpal::k {
+
+// Process-wide switch: whether layers run compressed weights through the fused kernels (on) or
+// expand them into a dense scratch buffer first and call oneDNN (off). Benchmarks flip it to
+// compare both in one run.
+void set_fused_lut(bool on);
+bool fused_lut_enabled();
+
+// Where the GEMM reads its weight W [rows, row_len] (row-major; rows are output channels) from.
+struct WeightSource {
+  enum class Kind { F32, F16, Compressed };
+  Kind kind = Kind::F32;
+  const void* data = nullptr;            // F32 / F16
+  const CompressedView* view = nullptr;  // Compressed (must outlive the call)
+  int64_t rows = 0, row_len = 0;
+  static WeightSource f32(const float* w, int64_t rows, int64_t row_len);
+  static WeightSource f16(const uint16_t* w, int64_t rows, int64_t row_len);
+  // rows = shape[0], row_len = numel / rows (a Linear [out, in] or a Conv [out, in, kh, kw]).
+  static WeightSource compressed(const CompressedView& v);
+};
+
+// y[M, N] = x[M, K] * W[N, K]^T + b (b: N floats or null), y row-major with N columns.
+void packed_gemm(const float* x, int64_t M, int64_t K, const WeightSource& w, const float* bias,
+                 float* y);
+// Linear over the last dim of x ([..., K] -> [..., N], N = w.rows).
+Tensor packed_linear(const Tensor& x, const WeightSource& w, const float* bias);
+
+// Convolution of NHWC x with the OIHW weight in `w` (rows = cout, row_len = cin * kh * kw) as an
+// implicit GEMM; any kernel size, stride and padding. 1x1 stride-1 unpadded ones are a plain GEMM.
+Tensor packed_conv2d(const Tensor& x, const WeightSource& w, const float* bias,
+                     const Conv2dParams& p);
+
+}  // namespace sdpal::k
