@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
+#include "kernels/packed_gemm.h"
 
 namespace sdpal {
 
@@ -17,6 +18,9 @@ void Linear::load(const WeightStore& ws, const std::string& path, int64_t in_, i
 Tensor Linear::operator()(const Tensor& x) const {
   SDPAL_CHECK(x.dim(-1) == in,
               "linear: input " + shape_str(x.shape()) + " does not end in " + std::to_string(in));
+  if (w.compressed() && k::fused_lut_enabled())  // expand into the GEMM's packing, no dense copy
+    return k::packed_linear(x, k::WeightSource::compressed(*w.compressed_view()),
+                            b.valid() ? b.f32() : nullptr);
   return k::linear(x, w.f32(), b.valid() ? b.f32() : nullptr, out);
 }
 
@@ -37,6 +41,8 @@ Tensor Conv2d::operator()(const Tensor& x) const {
                                                    " does not have " + std::to_string(in) +
                                                    " channels");
   const float* bias = b.valid() ? b.f32() : nullptr;  // small: never the scratch buffer
+  if (w.compressed() && k::fused_lut_enabled() && p.kh == 1 && p.kw == 1)
+    return k::packed_conv2d(x, k::WeightSource::compressed(*w.compressed_view()), bias, p);
   return k::conv2d(x, w.f32(), bias, p);
 }
 

@@ -32,6 +32,8 @@ class Param {
   Param(const WeightStore* store, const CompressedView* cview);
   bool valid() const { return view_ != nullptr || cview_ != nullptr; }
   bool compressed() const { return cview_ != nullptr; }
+  // The compressed weight itself (null unless compressed()), for kernels that expand on the fly.
+  const CompressedView* compressed_view() const { return cview_; }
   const Shape& shape() const { return cview_ ? cview_->shape : view_->shape; }
   int64_t numel() const { return shape_numel(shape()); }
   // fp32 data. For large non-F32 tensors the pointer is valid until the next large expansion.
