@@ -44,6 +44,7 @@ struct Options {
   bool int8 = false;
   double tome = 0;
   int64_t min_elements = 100000;
+  int tome_max_downsample = 1;
   int width = 512, height = 512, batch = 2, steps = 3, warmup = 1, threads = 0;
   double nominal_peak = 320;
   bool peak_only = false;
@@ -120,6 +121,7 @@ void run_pipeline(const Options& o, const Size& s) {
   p.height = s.height;
   p.steps = o.steps;
   p.sampler = "euler_a";
+  p.tome = {.ratio = o.tome, .max_downsample = o.tome_max_downsample};
   std::vector<double> step_times;
   auto ts = Clock::now();
   p.on_step = [&](int, int, const Tensor&) {
@@ -336,8 +338,8 @@ void run(const Options& o) {
     const auto tl = Clock::now();
     BenchUNetWeights weights(o.model, c.weights, o.min_elements);
     SDPAL_CHECK(!c.int8, "bench: int8 compute is not built yet");
-    SDPAL_CHECK(c.tome == 0, "bench: token merging is not built yet");
     UNet unet(weights.store(), cfg);
+    if (c.tome > 0) unet.set_tome({.ratio = c.tome, .max_downsample = o.tome_max_downsample});
     reset_peak_rss();  // from here: resident weights + what the steps need
     std::printf("\n[%s] %s, ready in %.1f s\n", c.label.c_str(), weights.description().c_str(),
                 since(tl));
