@@ -1,14 +1,26 @@
 #include "models/layers.h"
 
+#include <atomic>
+
 #include "core/error.h"
 #include "kernels/gemm.h"
+#include "kernels/int8_conv2d.h"
+#include "kernels/int8_linear.h"
 #include "kernels/norm.h"
 #include "kernels/packed_gemm.h"
 
 namespace sdpal {
 
+namespace {
+std::atomic<InputObserver*> g_observer{nullptr};
+InputObserver* observer() { return g_observer.load(std::memory_order_relaxed); }
+}  // namespace
+
+void set_input_observer(InputObserver* o) { g_observer.store(o); }
+
 void Linear::load(const WeightStore& ws, const std::string& path, int64_t in_, int64_t out_,
                   bool bias, bool conv1x1) {
+  name = path;
   in = in_;
   out = out_;
   w = ws.param(join(path, "weight"), conv1x1 ? Shape{out, in, 1, 1} : Shape{out, in});
@@ -18,6 +30,8 @@ void Linear::load(const WeightStore& ws, const std::string& path, int64_t in_, i
 Tensor Linear::operator()(const Tensor& x) const {
   SDPAL_CHECK(x.dim(-1) == in,
               "linear: input " + shape_str(x.shape()) + " does not end in " + std::to_string(in));
+  if (InputObserver* o = observer()) o->observe(*this, x, 2.0 * x.numel() * out);
+  if (int8_) return (*int8_)(x);
   if (w.compressed() && k::fused_lut_enabled())  // expand into the GEMM's packing, no dense copy
     return k::packed_linear(x, k::WeightSource::compressed(*w.compressed_view()),
                             b.valid() ? b.f32() : nullptr);
@@ -26,6 +40,7 @@ Tensor Linear::operator()(const Tensor& x) const {
 
 void Conv2d::load(const WeightStore& ws, const std::string& path, int64_t in_, int64_t out,
                   int kernel, int stride, int pad, bool bias) {
+  name = path;
   in = in_;
   if (pad < 0) pad = kernel / 2;
   p.cout = out;
@@ -40,10 +55,24 @@ Tensor Conv2d::operator()(const Tensor& x) const {
   SDPAL_CHECK(x.ndim() == 4 && x.dim(3) == in, "conv2d: input " + shape_str(x.shape()) +
                                                    " does not have " + std::to_string(in) +
                                                    " channels");
+  if (InputObserver* o = observer()) o->observe(*this, x, k::conv2d_flops(x.shape(), p));
+  if (int8_) return (*int8_)(x);
   const float* bias = b.valid() ? b.f32() : nullptr;  // small: never the scratch buffer
   if (w.compressed() && k::fused_lut_enabled() && p.kh == 1 && p.kw == 1)
     return k::packed_conv2d(x, k::WeightSource::compressed(*w.compressed_view()), bias, p);
   return k::conv2d(x, w.f32(), bias, p);
+}
+
+void Linear::enable_int8(const k::ActQuant& a) {
+  int8_ = std::make_shared<const k::Int8Linear>(w.f32(), b.valid() ? b.f32() : nullptr, in, out, a);
+}
+
+void Conv2d::enable_int8(const k::ActQuant& a) {
+  // The source is asked again for new weight layouts (other image sizes): it holds a copy of the
+  // Param, not `this`, which may move.
+  const Param weight = w;
+  int8_ = std::make_shared<const k::Int8Conv2d>([weight] { return weight.f32(); },
+                                                b.valid() ? b.f32() : nullptr, in, p, a);
 }
 
 void GroupNorm::load(const WeightStore& ws, const std::string& path, int64_t channels_,

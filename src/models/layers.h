@@ -1,10 +1,17 @@
 // Building blocks shared by the model files: parameterised layers bound to a WeightStore by their
 // diffusers/transformers module path (e.g. "down_blocks.0.resnets.1.conv1").
 #pragma once
+#include <memory>
 #include <string>
 
 #include "kernels/conv2d.h"
+#include "kernels/int8_quant.h"
 #include "models/weights.h"
+
+namespace sdpal::k {
+class Int8Linear;
+class Int8Conv2d;
+}  // namespace sdpal::k
 
 namespace sdpal {
 
@@ -13,7 +20,28 @@ inline std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
 
-struct Linear {
+// What Linear and Conv2d share: their module path, and int8 (W8A8) compute on request.
+struct WeightLayer {
+  std::string name;  // module path, e.g. "down_blocks.0.resnets.1.conv1"
+  virtual ~WeightLayer() = default;
+  // From now on, quantise the input with `a` and compute in int8 with the weight quantised per
+  // output channel (prepared here, or for convolutions on the first call of an image size).
+  virtual void enable_int8(const k::ActQuant& a) = 0;
+  virtual void disable_int8() = 0;
+  virtual bool int8() const = 0;
+};
+
+// Calibration hook: while one is installed, every Linear and Conv2d (of any model) reports its
+// input before computing. Install it around single-threaded model calls only.
+class InputObserver {
+ public:
+  virtual ~InputObserver() = default;
+  // flops: of the layer's computation on x.
+  virtual void observe(const WeightLayer& layer, const Tensor& x, double flops) = 0;
+};
+void set_input_observer(InputObserver* o);  // null: none
+
+struct Linear : WeightLayer {
   Param w, b;
   int64_t in = 0, out = 0;
   // conv1x1: the weight is a 1x1 convolution's [out, in, 1, 1] (identical on channel-last data)
@@ -21,15 +49,27 @@ struct Linear {
   void load(const WeightStore& ws, const std::string& path, int64_t in, int64_t out,
             bool bias = true, bool conv1x1 = false);
   Tensor operator()(const Tensor& x) const;  // [..., in] -> [..., out]
+  void enable_int8(const k::ActQuant& a) override;
+  void disable_int8() override { int8_.reset(); }
+  bool int8() const override { return int8_ != nullptr; }
+
+ private:
+  std::shared_ptr<const k::Int8Linear> int8_;
 };
 
-struct Conv2d {
+struct Conv2d : WeightLayer {
   Param w, b;
   k::Conv2dParams p;
   int64_t in = 0;
   void load(const WeightStore& ws, const std::string& path, int64_t in, int64_t out, int kernel,
             int stride = 1, int pad = -1, bool bias = true);  // pad -1: kernel/2
   Tensor operator()(const Tensor& x) const;                   // NHWC
+  void enable_int8(const k::ActQuant& a) override;
+  void disable_int8() override { int8_.reset(); }
+  bool int8() const override { return int8_ != nullptr; }
+
+ private:
+  std::shared_ptr<const k::Int8Conv2d> int8_;
 };
 
 struct GroupNorm {

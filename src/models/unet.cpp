@@ -137,6 +137,40 @@ UNet::UNet(const WeightStore& ws, const UNetConfig& cfg) : cfg_(cfg) {
   conv_out_.load(ws, "conv_out", C[0], cfg.out_channels, 3);
 }
 
+std::vector<WeightLayer*> UNet::weight_layers() {
+  std::vector<WeightLayer*> r;
+  auto resnet = [&r](ResnetBlock2D& b) {
+    r.insert(r.end(), {&b.conv1, &b.conv2});
+    if (b.time_emb_proj) r.insert(r.end() - 1, &*b.time_emb_proj);
+    if (b.conv_shortcut) r.push_back(&*b.conv_shortcut);
+  };
+  auto transformer = [&r](Transformer2DModel& t) {
+    r.push_back(&t.proj_in);
+    for (auto& blk : t.blocks) {
+      for (Attention* a : {&blk.attn1, &blk.attn2})
+        r.insert(r.end(), {&a->to_q, &a->to_k, &a->to_v, &a->to_out});
+      r.insert(r.end(), {&blk.ff_proj, &blk.ff_out});
+    }
+    r.push_back(&t.proj_out);
+  };
+  auto level = [&](Level& L) {
+    for (size_t j = 0; j < L.resnets.size(); ++j) {
+      resnet(L.resnets[j]);
+      if (!L.attentions.empty()) transformer(L.attentions[j]);
+    }
+    if (L.down) r.push_back(&L.down->conv);
+    if (L.up) r.push_back(&L.up->conv);
+  };
+  r.insert(r.end(), {&time_linear_1_, &time_linear_2_, &conv_in_});
+  for (Level& L : down_) level(L);
+  resnet(mid_res0_);
+  transformer(*mid_attn_);
+  resnet(mid_res1_);
+  for (Level& L : up_) level(L);
+  r.push_back(&conv_out_);
+  return r;
+}
+
 Tensor UNet::time_embedding(const std::vector<double>& ts, int64_t B) const {
   SDPAL_CHECK(
       ts.size() == 1 || static_cast<int64_t>(ts.size()) == B,

@@ -40,6 +40,8 @@ class UNet {
   // forward() advances in random mode (so no concurrent forward calls then).
   void set_tome(const ToMeOptions& o) { tome_.set(o); }
   const ToMeOptions& tome() const { return tome_.options(); }
+  // Every Linear and Conv2d, in forward order: for int8 preparation and calibration.
+  std::vector<WeightLayer*> weight_layers();
 
  private:
   struct Level {

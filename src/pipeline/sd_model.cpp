@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "compression/int8_calibration.h"
 #include "core/error.h"
 #include "formats/checkpoint_keymap.h"
 #include "models/config.h"
@@ -108,6 +109,15 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
   check_all_used(*m->unet_ws);
   if (opt.load_vae_encoder) check_all_used(*m->vae_ws);
   apply_prediction_type(*m, opt.prediction_type);
+  if (opt.int8) {
+    const std::string cal =
+        opt.int8_calibration.empty() ? default_int8_calibration_path(path) : opt.int8_calibration;
+    SDPAL_CHECK(fs::exists(cal),
+                "int8: no calibration file " + cal + "; run `sdpal calibrate --model " + path +
+                    "` first" +
+                    (opt.int8_calibration.empty() ? "" : " (with --output " + cal + ")"));
+    m->int8_layers = apply_int8_calibration(*m->unet, read_int8_calibration(cal), cal);
+  }
   return m;
 }
 

@@ -18,6 +18,10 @@ struct LoadOptions {
   std::string prediction_type;   // "" (from the scheduler config), "epsilon" or "v_prediction"
   std::string tokenizer_dir;     // single files carry no tokenizer: where to find one
   bool load_vae_encoder = true;  // img2img needs it
+  // int8 (W8A8) compute for the UNet layers its calibration file marks int8 (text encoder and VAE
+  // stay fp32). The file: int8_calibration, or by default default_int8_calibration_path(path).
+  bool int8 = false;
+  std::string int8_calibration;
 };
 
 struct StableDiffusion {
@@ -28,6 +32,7 @@ struct StableDiffusion {
   std::unique_ptr<UNet> unet;
   std::unique_ptr<Vae> vae;
   nlohmann::json scheduler_config;  // diffusers scheduler_config.json (+ prediction_type override)
+  int64_t int8_layers = 0;          // UNet layers computing in int8 (LoadOptions::int8)
 
   // Loads a diffusers folder or a .safetensors single file; throws sdpal::Error naming the problem.
   static std::unique_ptr<StableDiffusion> load(const std::string& path,

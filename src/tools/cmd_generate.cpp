@@ -159,6 +159,7 @@ void run(const GenerateArgs& a) {
   info.version = std::string("sdpal ") + SDPAL_VERSION;
   info.clip_skip = a.clip_skip;
   if (p.init_image) info.denoising_strength = a.strength;
+  if (model->int8_layers > 0) info.extra.emplace_back("int8", "W8A8");
   info.token_merging_ratio = a.tome.ratio;
   const std::string params = a1111_parameters(info);
   for (int i = 0; i < a.batch; ++i) {
@@ -179,6 +180,7 @@ const bool registered = register_command(
      [](CLI::App& app) {
        auto a = std::make_shared<GenerateArgs>();
        add_model_options(app, a->model);
+       add_int8_options(app, a->model);
        app.add_option("-p,--prompt", a->prompt, "What to draw")->required();
        app.add_option("-n,--negative-prompt", a->negative_prompt, "What to avoid");
        app.add_option("-W,--width", a->width,

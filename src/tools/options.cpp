@@ -20,6 +20,16 @@ void add_model_options(CLI::App& app, ModelArgs& a) {
   app.add_option("-t,--threads", a.threads, "CPU threads (default: all cores)");
 }
 
+void add_int8_options(CLI::App& app, ModelArgs& a) {
+  app.add_flag("--int8", a.int8,
+               "int8 (W8A8) compute for the UNet's calibrated layers (run `sdpal calibrate` "
+               "first)");
+  app.add_option(
+      "--int8-calibration", a.int8_calibration,
+      "Calibration file for --int8 (implies --int8; default: <model>/unet/sdpal_int8.json, or "
+      "<checkpoint>.sdpal_int8.json beside a single file)");
+}
+
 void apply_threads(int threads) {
   SDPAL_CHECK(threads >= 0 && threads <= 1024, "--threads must be between 0 and 1024");
   if (threads > 0) omp_set_num_threads(threads);
@@ -38,6 +48,8 @@ std::unique_ptr<StableDiffusion> load_model(const ModelArgs& a, bool need_encode
   o.prediction_type = a.prediction_type;
   o.tokenizer_dir = a.tokenizer;
   o.load_vae_encoder = need_encoder;
+  o.int8 = a.int8 || !a.int8_calibration.empty();
+  o.int8_calibration = a.int8_calibration;
   return StableDiffusion::load(path, o);
 }
 

@@ -10,14 +10,18 @@
 namespace sdpal {
 
 struct ModelArgs {
-  std::string path;             // empty: the built-in demo model
-  std::string variant;          // --variant fp16
-  std::string prediction_type;  // --prediction-type v
-  std::string tokenizer;        // --tokenizer DIR for single files
-  int threads = 0;              // 0: all cores
+  std::string path;              // empty: the built-in demo model
+  std::string variant;           // --variant fp16
+  std::string prediction_type;   // --prediction-type v
+  std::string tokenizer;         // --tokenizer DIR for single files
+  int threads = 0;               // 0: all cores
+  bool int8 = false;             // --int8 (add_int8_options)
+  std::string int8_calibration;  // --int8-calibration FILE
 };
 
 void add_model_options(CLI::App& app, ModelArgs& a);
+// --int8 and --int8-calibration, for the commands that run the UNet.
+void add_int8_options(CLI::App& app, ModelArgs& a);
 std::unique_ptr<StableDiffusion> load_model(const ModelArgs& a, bool need_encoder);
 void apply_threads(int threads);
 
