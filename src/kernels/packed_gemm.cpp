@@ -24,12 +24,15 @@ namespace {
 
 std::atomic<bool> g_fused{true};
 
+// Blocking, tuned on Zen 5 against oneDNN's sgemm on SD 1.5 shapes. With 14 FMAs per loaded
+// weight vector the micro-kernel runs from L2 as well as from L1, so the K-block is long: few
+// passes over the output (each pass reads and writes all of it), which is what limits wide layers.
 constexpr int kMR = 14;               // micro-tile rows (activations): 28 accumulators
+constexpr int kAS = 16;               // floats per k in a packed activation panel (64 bytes)
 constexpr int kNR = 32;               // micro-tile columns (output channels): two zmm
-constexpr int64_t kKC = 256;          // K-block of a GEMM: a KC x NR weight panel fits in L1
-constexpr int64_t kConvCC = 32;       // input channels per K-block of a convolution (x taps)
-constexpr int64_t kMC = 12 * kMR;     // activation block rows (MC x KC stays in L2)
-constexpr int64_t kNCMax = 64 * kNR;  // weight block columns at most (KC x NC stays in L3)
+constexpr int64_t kKC = 768;          // K-block of a GEMM (a 96 KB weight panel)
+constexpr int64_t kMC = 8 * kMR;      // activation block rows (MC x KC, 384 KB, stays in L2)
+constexpr int64_t kNCMax = 32 * kNR;  // weight block columns (KC x NC, 3 MB at most, in L3)
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -102,17 +105,23 @@ inline __mmask16 lanes(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
 }
 
-// dst[dest(j) * kMR + i] = rows[i][j] for i < kMR, j < len; a null row reads as zeros.
+// dst[dest(j) * kAS + i] = rows[i][j] for i < kMR, j < len; a null row reads as zeros (lanes
+// kMR..kAS-1 are padding: whole aligned stores here, one cache line per k in the micro-kernel).
 template <class Dest>
 void pack_a_rows(const float* const rows[kMR], int64_t len, Dest dest, float* dst) {
   for (int64_t j0 = 0; j0 < len; j0 += 16) {
     const __mmask16 m = lanes(len - j0);
     __m512 v[16];
-    for (int i = 0; i < 16; ++i)
+    for (int i = 0; i < 16; ++i) {
+      // The rows are strided streams: fetch a few lines ahead, the hardware prefetcher alone
+      // leaves these loads waiting on memory.
+      if (i < kMR && rows[i])
+        _mm_prefetch(reinterpret_cast<const char*>(rows[i] + j0 + 128), _MM_HINT_T0);
       v[i] = i < kMR && rows[i] ? _mm512_maskz_loadu_ps(m, rows[i] + j0) : _mm512_setzero_ps();
+    }
     transpose16(v);
     const int w = static_cast<int>(std::min<int64_t>(16, len - j0));
-    for (int j = 0; j < w; ++j) _mm512_mask_storeu_ps(dst + dest(j0 + j) * kMR, lanes(kMR), v[j]);
+    for (int j = 0; j < w; ++j) _mm512_store_ps(dst + dest(j0 + j) * kAS, v[j]);
   }
 }
 
@@ -163,54 +172,61 @@ struct WeightReader {
   }
 };
 
-// c[i, j] (i < mr, j < nvalid cols) = (load_c ? c : bias or 0) + sum_k a[k, i] * b[k, j] over the
-// packed panels a (kc x kMR) and b (kc x kNR).
+// c[i, j] (i < mr, j < ncols) = (add_c ? c : 0) + (bias or 0) + sum_k a[k, i] * b[k, j] over
+// the packed panels a (kc x kAS) and b (kc x kNR). The partial sums of earlier K-blocks in c are
+// added after the k loop, with their lines prefetched before it: loading them first would stall
+// every call on the memory latency of the output.
 void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                  int64_t ldc, int mr, int ncols, const float* bias, bool load_c) {
+                  int64_t ldc, int mr, int ncols, const float* bias, bool add_c) {
   const __mmask16 m0 = lanes(ncols), m1 = lanes(std::max(0, ncols - 16));
+  if (add_c)
+    for (int i = 0; i < mr; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+    }
+  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
   __m512 c0[kMR], c1[kMR];
-  if (load_c) {
 #pragma GCC unroll 14
-    for (int i = 0; i < kMR; ++i) {
-      c0[i] = i < mr ? _mm512_maskz_loadu_ps(m0, c + i * ldc) : _mm512_setzero_ps();
-      c1[i] = i < mr ? _mm512_maskz_loadu_ps(m1, c + i * ldc + 16) : _mm512_setzero_ps();
-    }
-  } else {
-    const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-#pragma GCC unroll 14
-    for (int i = 0; i < kMR; ++i) {
-      c0[i] = b0;
-      c1[i] = b1;
-    }
+  for (int i = 0; i < kMR; ++i) {
+    c0[i] = b0;
+    c1[i] = b1;
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    const __m512 v0 = _mm512_load_ps(b), v1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
     for (int i = 0; i < kMR; ++i) {
       const __m512 ai = _mm512_set1_ps(a[i]);
-      c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+      c0[i] = _mm512_fmadd_ps(ai, v0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ai, v1, c1[i]);
     }
-    a += kMR;
+    a += kAS;
     b += kNR;
   }
 #pragma GCC unroll 14
   for (int i = 0; i < kMR; ++i) {
     if (i < mr) {
-      _mm512_mask_storeu_ps(c + i * ldc, m0, c0[i]);
-      _mm512_mask_storeu_ps(c + i * ldc + 16, m1, c1[i]);
+      float* ci = c + i * ldc;
+      if (add_c) {
+        c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci));
+        c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16));
+      }
+      _mm512_mask_storeu_ps(ci, m0, c0[i]);
+      _mm512_mask_storeu_ps(ci + 16, m1, c1[i]);
     }
   }
 }
 
 // The blocked driver. K is taken in nkb blocks; kc_of(p) is block p's packed length (<= kc_max),
 // pack_a(p, i0, mc, dst) packs rows [i0, i0 + mc) of block p into ceil(mc / kMR) panels of
-// kc x kMR, pack_b(p, n0, nvalid, dst, reader) packs one kc x kNR weight panel.
-template <class KcOf, class PackA, class PackB>
+// kc x kAS, pack_b(p, n0, nvalid, dst, reader) packs one kc x kNR weight panel, and
+// prefetch_a(p, i0, mc, part, parts) fetches part `part` of `parts` of what pack_a(p, i0, mc)
+// will read into L2: spread over the micro-kernel calls of the block before, so the activation
+// rows, read once per block from memory, do not stall the packing.
+template <class KcOf, class PackA, class PrefetchA, class PackB>
 void run_blocked(int64_t M, int64_t N, int64_t nkb, int64_t kc_max, int64_t src_len_max, KcOf kc_of,
-                 PackA pack_a, PackB pack_b, const WeightSource& w, const float* bias, float* y,
-                 bool parallel) {
+                 PackA pack_a, PrefetchA prefetch_a, PackB pack_b, const WeightSource& w,
+                 const float* bias, float* y, bool parallel) {
   const int64_t n_blocks = ceil_div(N, kNCMax);
   const int64_t nc = ceil_div(ceil_div(N, n_blocks), kNR) * kNR;
   float* bbuf = tls_b.get(nc * kc_max);
@@ -218,7 +234,7 @@ void run_blocked(int64_t M, int64_t N, int64_t nkb, int64_t kc_max, int64_t src_
 #pragma omp parallel num_threads(parallel ? omp_get_max_threads() : 1)
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    float* abuf = tls_a.get(ceil_div(kMC, kMR) * kMR * kc_max);
+    float* abuf = tls_a.get(ceil_div(kMC, kMR) * kAS * kc_max);
     WeightReader reader(w, src_len_max);
     for (int64_t jc = 0; jc < N; jc += nc) {
       const int64_t ncur = std::min(nc, N - jc), panels = ceil_div(ncur, kNR);
@@ -229,25 +245,36 @@ void run_blocked(int64_t M, int64_t N, int64_t nkb, int64_t kc_max, int64_t src_
           const int nvalid = static_cast<int>(std::min<int64_t>(kNR, ncur - jp * kNR));
           pack_b(p, jc + jp * kNR, nvalid, bbuf + jp * kNR * kc, reader);
         }
-        // Rows [i0, i0 + mc) times panels [jp0, jp1) of this weight block.
-        auto compute = [&](int64_t i0, int64_t mc, int64_t jp0, int64_t jp1) {
+        // Rows [i0, i0 + mc) times panels [jp0, jp1) of this weight block, prefetching the
+        // rows [ni0, ni0 + nmc) of K-block np that this thread packs next (nmc 0: none).
+        auto compute = [&](int64_t i0, int64_t mc, int64_t jp0, int64_t jp1, int64_t np,
+                           int64_t ni0, int64_t nmc) {
           pack_a(p, i0, mc, abuf);
+          const int64_t calls = (jp1 - jp0) * ceil_div(mc, kMR);
+          int64_t call = 0;
           for (int64_t jp = jp0; jp < jp1; ++jp) {
             const int64_t j0 = jc + jp * kNR;
             const int ncols = static_cast<int>(std::min<int64_t>(kNR, N - j0));
             for (int64_t ip = 0; ip * kMR < mc; ++ip) {
               const int mr = static_cast<int>(std::min<int64_t>(kMR, mc - ip * kMR));
-              micro_kernel(kc, abuf + ip * kMR * kc, bbuf + jp * kNR * kc,
-                           y + (i0 + ip * kMR) * N + j0, N, mr, ncols, bias ? bias + j0 : nullptr,
-                           p > 0);
+              if (nmc > 0) prefetch_a(np, ni0, nmc, call++, calls);
+              micro_kernel(kc, abuf + ip * kAS * kc, bbuf + jp * kNR * kc,
+                           y + (i0 + ip * kMR) * N + j0, N, mr, ncols,
+                           p == 0 && bias ? bias + j0 : nullptr, p > 0);
             }
           }
         };
         if (tiles >= 4 * nt) {
           // Enough rows: each thread takes an equal share of row tiles, in blocks of kMC rows.
-          const int64_t i1 = std::min(M, tiles * (t + 1) / nt * kMR);
-          for (int64_t i0 = tiles * t / nt * kMR; i0 < i1; i0 += kMC)
-            compute(i0, std::min(kMC, i1 - i0), 0, panels);
+          const int64_t ia = tiles * t / nt * kMR, i1 = std::min(M, tiles * (t + 1) / nt * kMR);
+          for (int64_t i0 = ia; i0 < i1; i0 += kMC) {
+            const int64_t next = i0 + kMC;
+            if (next < i1)
+              compute(i0, std::min(kMC, i1 - i0), 0, panels, p, next, std::min(kMC, i1 - next));
+            else
+              compute(i0, std::min(kMC, i1 - i0), 0, panels, p + 1, ia,
+                      p + 1 < nkb ? std::min(kMC, i1 - ia) : 0);
+          }
 #pragma omp barrier
         } else {
           // Few rows: split the weight panels too, so that every thread has work.
@@ -257,12 +284,19 @@ void run_blocked(int64_t M, int64_t N, int64_t nkb, int64_t kc_max, int64_t src_
           for (int64_t task = 0; task < m_blocks * parts; ++task) {
             const int64_t mb = task / parts, part = task % parts;
             compute(mb * kMC, std::min(kMC, M - mb * kMC), panels * part / parts,
-                    panels * (part + 1) / parts);
+                    panels * (part + 1) / parts, 0, 0, 0);
           }
         }
       }
     }
   }
+}
+
+// Input channels per K-block of a convolution: blocks of all taps about kKC long, a multiple of 16
+// channels (whole transposes; byte-aligned packed indices).
+int64_t conv_channel_block(int64_t cin, int64_t taps) {
+  const int64_t blocks = ceil_div(cin * taps, kKC);
+  return std::min(cin, ceil_div(ceil_div(cin, blocks), 16) * 16);
 }
 
 bool worth_threads(int64_t M, int64_t N, int64_t K) { return double(M) * N * K > 1e6; }
@@ -306,6 +340,17 @@ WeightSource WeightSource::compressed(const CompressedView& v) {
   return s;
 }
 
+int64_t packed_buffer_bytes(int64_t N, int64_t K, WeightSource::Kind kind, int threads,
+                            int64_t taps) {
+  const int64_t kc = taps > 1   ? conv_channel_block(K / taps, taps) * taps
+                     : K <= kKC ? K
+                                : ceil_div(K, ceil_div(K, kKC)) + 16;
+  const int64_t nc = ceil_div(ceil_div(N, ceil_div(N, kNCMax)), kNR) * kNR;
+  const int64_t per_thread =
+      ceil_div(kMC, kMR) * kAS * kc + (kind == WeightSource::Kind::F32 ? 0 : kNR * kc);
+  return static_cast<int64_t>(sizeof(float)) * (nc * kc + threads * per_thread);
+}
+
 void packed_gemm(const float* x, int64_t M, int64_t K, const WeightSource& w, const float* bias,
                  float* y) {
   const int64_t N = w.rows;
@@ -328,8 +373,16 @@ void packed_gemm(const float* x, int64_t M, int64_t K, const WeightSource& w, co
         const int64_t m = ip * kMR + i;
         rows[i] = m < mc ? x + (i0 + m) * K + k0 : nullptr;
       }
-      pack_a_rows(rows, kc, ident, dst + ip * kMR * kc);
+      pack_a_rows(rows, kc, ident, dst + ip * kAS * kc);
     }
+  };
+  auto prefetch_a = [&](int64_t p, int64_t i0, int64_t mc, int64_t part, int64_t parts) {
+    const int64_t k0 = k0_of(p), per_row = kc_of(p) / 16 + 2;  // 64-byte lines, unaligned
+    const int64_t total = mc * per_row;
+    for (int64_t l = total * part / parts; l < total * (part + 1) / parts; ++l)
+      _mm_prefetch(
+          reinterpret_cast<const char*>(x + (i0 + l / per_row) * K + k0 + l % per_row * 16),
+          _MM_HINT_T1);
   };
   auto pack_b = [&](int64_t p, int64_t n0, int nvalid, float* dst, WeightReader& rd) {
     const int64_t k0 = k0_of(p), kc = kc_of(p);
@@ -342,7 +395,8 @@ void packed_gemm(const float* x, int64_t M, int64_t K, const WeightSource& w, co
       for (int64_t j = 0; j < N; ++j) y[i * N + j] = bias ? bias[j] : 0.f;
     return;
   }
-  run_blocked(M, N, nkb, kc_max, kc_max, kc_of, pack_a, pack_b, w, bias, y, worth_threads(M, N, K));
+  run_blocked(M, N, nkb, kc_max, kc_max, kc_of, pack_a, prefetch_a, pack_b, w, bias, y,
+              worth_threads(M, N, K));
 }
 
 Tensor packed_linear(const Tensor& x, const WeightSource& w, const float* bias) {
@@ -371,13 +425,13 @@ Tensor packed_conv2d(const Tensor& x, const WeightSource& w, const float* bias,
     return y;
   }
   const int64_t M = B * Ho * Wo, N = p.cout;
-  const int64_t nkb = ceil_div(cin, kConvCC);
-  auto cc_of = [&](int64_t q) { return std::min(kConvCC, cin - q * kConvCC); };
+  const int64_t cb = conv_channel_block(cin, taps), nkb = ceil_div(cin, cb);
+  auto cc_of = [&](int64_t q) { return std::min(cb, cin - q * cb); };
   auto kc_of = [&](int64_t q) { return cc_of(q) * taps; };
   const float* xd = x.data();
   // K-block q holds channels [c0, c0 + cc) at every tap, packed tap-major: k = tap * cc + ci.
   auto pack_a = [&](int64_t q, int64_t i0, int64_t mc, float* dst) {
-    const int64_t c0 = q * kConvCC, cc = cc_of(q), kc = cc * taps;
+    const int64_t c0 = q * cb, cc = cc_of(q), kc = cc * taps;
     for (int64_t ip = 0; ip * kMR < mc; ++ip) {
       int64_t iy0[kMR], ix0[kMR], base[kMR];  // per output pixel: top-left input position
       for (int i = 0; i < kMR; ++i) {
@@ -400,21 +454,36 @@ Tensor packed_conv2d(const Tensor& x, const WeightSource& w, const float* bias,
             rows[i] = xd + ((base[i] + iy) * W + ix) * cin + c0;
         }
         pack_a_rows(
-            rows, cc, [&](int64_t j) { return t * cc + j; }, dst + ip * kMR * kc);
+            rows, cc, [&](int64_t j) { return t * cc + j; }, dst + ip * kAS * kc);
       }
+    }
+  };
+  // The input rows of the taps' centre column (the other columns are neighbouring pixels of the
+  // same rows, mostly the same lines).
+  auto prefetch_a = [&](int64_t q, int64_t i0, int64_t mc, int64_t part, int64_t parts) {
+    const int64_t c0 = q * cb, per_row = cc_of(q) / 16 + 1, per_pixel = p.kh * per_row;
+    const int64_t total = mc * per_pixel;
+    for (int64_t l = total * part / parts; l < total * (part + 1) / parts; ++l) {
+      const int64_t m = i0 + l / per_pixel, ky = l % per_pixel / per_row;
+      const int64_t b = m / (Ho * Wo), oy = m / Wo % Ho, ox = m % Wo;
+      const int64_t iy = oy * p.stride - p.pad_t + ky, ix = ox * p.stride - p.pad_l + p.kw / 2;
+      if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+        _mm_prefetch(reinterpret_cast<const char*>(xd + ((b * H + iy) * W + ix) * cin + c0 +
+                                                   l % per_row * 16),
+                     _MM_HINT_T1);
     }
   };
   // The weight row holds (ci, tap) pairs ci-major: element j of the span is ci = j / taps,
   // tap = j % taps, which goes to packed row tap * cc + ci.
   auto pack_b = [&](int64_t q, int64_t n0, int nvalid, float* dst, WeightReader& rd) {
-    const int64_t c0 = q * kConvCC, cc = cc_of(q), kc = cc * taps;
+    const int64_t c0 = q * cb, cc = cc_of(q), kc = cc * taps;
     int64_t ld = 0;
     const float* rows = rd.rows(n0, nvalid, c0 * taps, kc, ld);
     pack_b_panel(
         rows, ld, nvalid, kc, [&](int64_t j) { return j % taps * cc + j / taps; }, dst);
   };
-  const int64_t kc_max = std::min(kConvCC, cin) * taps;
-  run_blocked(M, N, nkb, kc_max, kc_max, kc_of, pack_a, pack_b, w, bias, y.data(),
+  const int64_t kc_max = cb * taps;
+  run_blocked(M, N, nkb, kc_max, kc_max, kc_of, pack_a, prefetch_a, pack_b, w, bias, y.data(),
               worth_threads(M, N, cin * taps));
   return y;
 }

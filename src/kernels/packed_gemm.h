@@ -46,6 +46,13 @@ void packed_gemm(const float* x, int64_t M, int64_t K, const WeightSource& w, co
 // Linear over the last dim of x ([..., K] -> [..., N], N = w.rows).
 Tensor packed_linear(const Tensor& x, const WeightSource& w, const float* bias);
 
+// Bytes of fp32 buffers the packing needs for an output of N columns over K (for a convolution:
+// K = cin * taps): one weight block shared by all threads, an activation block and (for fp16 or
+// compressed weights) a row buffer per thread. This is what replaces the expanded layer; it is
+// bounded by the blocking, not by the layer's size.
+int64_t packed_buffer_bytes(int64_t N, int64_t K, WeightSource::Kind kind, int threads,
+                            int64_t taps = 1);
+
 // Convolution of NHWC x with the OIHW weight in `w` (rows = cout, row_len = cin * kh * kw) as an
 // implicit GEMM; any kernel size, stride and padding. 1x1 stride-1 unpadded ones are a plain GEMM.
 Tensor packed_conv2d(const Tensor& x, const WeightSource& w, const float* bias,
