@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "compression/int8_calibration.h"
 #include "compression/quality.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -45,6 +46,7 @@ struct Options {
   double tome = 0;
   int64_t min_elements = 100000;
   int tome_max_downsample = 1;
+  std::string int8_calibration;
   int width = 512, height = 512, batch = 2, steps = 3, warmup = 1, threads = 0;
   double nominal_peak = 320;
   bool peak_only = false;
@@ -113,6 +115,8 @@ void run_pipeline(const Options& o, const Size& s) {
   const auto t0 = Clock::now();
   ModelArgs ma;
   ma.path = o.model;
+  ma.int8 = o.int8;
+  ma.int8_calibration = o.int8_calibration;
   auto m = load_model(ma, false);
   const double load_s = since(t0);
   GenerateParams p;
@@ -337,11 +341,19 @@ void run(const Options& o) {
   for (const BenchConfig& c : configs) {
     const auto tl = Clock::now();
     BenchUNetWeights weights(o.model, c.weights, o.min_elements);
-    SDPAL_CHECK(!c.int8, "bench: int8 compute is not built yet");
     UNet unet(weights.store(), cfg);
+    int64_t int8_layers = 0;
+    if (c.int8) {
+      const std::string cal =
+          o.int8_calibration.empty() ? default_int8_calibration_path(o.model) : o.int8_calibration;
+      SDPAL_CHECK(fs::exists(cal), "bench: int8: no calibration file " + cal +
+                                       "; run `sdpal calibrate --model " + o.model + "` first");
+      int8_layers = apply_int8_calibration(unet, read_int8_calibration(cal), cal);
+    }
     if (c.tome > 0) unet.set_tome({.ratio = c.tome, .max_downsample = o.tome_max_downsample});
     reset_peak_rss();  // from here: resident weights + what the steps need
-    std::printf("\n[%s] %s, ready in %.1f s\n", c.label.c_str(), weights.description().c_str(),
+    std::printf("\n[%s] %s%s, ready in %.1f s\n", c.label.c_str(), weights.description().c_str(),
+                c.int8 ? (", " + std::to_string(int8_layers) + " int8 layers").c_str() : "",
                 since(tl));
     for (const Size& s : sizes) {
       const int64_t h = s.height / 8, w = s.width / 8;
@@ -461,6 +473,8 @@ const bool registered = register_command(
                       "Compress layers with more elements than this (as sdpal compress; default "
                       "100000)");
        app.add_flag("--int8", o->int8, "Run conv/linear layers in int8 (W8A8; needs calibration)");
+       app.add_option("--int8-calibration", o->int8_calibration,
+                      "Calibration file for --int8 (default: the model's unet/sdpal_int8.json)");
        app.add_option("--tome", o->tome, "Token merging ratio in self-attention (0 = off)");
        app.add_option(
            "--configs", o->configs,
