@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -23,8 +24,8 @@ TEST_F(BenchCli, ConfigurationsSideBySide) {
   SDPAL_REQUIRE_FIXTURES();
   const std::string model = test::model_dir("tiny-sd1"), json = path("bench.json");
   const auto r = run_cli({"bench", "--model", model, "--sizes", "64,32x48", "--steps", "2",
-                          "--warmup", "0", "--threads", "1", "--min-elements", "1000",
-                          "--configs", "fp32,fp16,pal4,pal2g4,linear8", "--json", json});
+                          "--warmup", "0", "--threads", "1", "--min-elements", "1000", "--configs",
+                          "fp32,fp16,pal4,pal2g4,linear8", "--json", json});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("summary"), std::string::npos) << r.out;
   std::ifstream f(json);
@@ -61,18 +62,44 @@ TEST_F(BenchCli, ConfigurationsSideBySide) {
   EXPECT_GT(pal4, pal2);  // more bits, closer to fp32
 }
 
+TEST_F(BenchCli, Int8AndTokenMerging) {
+  SDPAL_REQUIRE_FIXTURES();
+  const std::string model = path("model"), json = path("bench.json");
+  std::filesystem::copy(test::model_dir("tiny-sd1"), model,
+                        std::filesystem::copy_options::recursive);
+  auto r = run_cli(
+      {"bench", "--model", model, "--sizes", "64", "--steps", "1", "--configs", "fp32,int8"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("sdpal calibrate"), std::string::npos) << r.err;
+  r = run_cli({"calibrate", "--model", model, "--steps", "2", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli({"bench", "--model", model, "--sizes", "64", "--steps", "1", "--warmup", "0",
+               "--configs", "fp32,int8,fp32+tome0.5,int8+tome0.5", "--json", json});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream f(json);
+  const nlohmann::json j = nlohmann::json::parse(f);
+  ASSERT_EQ(j.at("results").size(), 4u);
+  for (const auto& e : j.at("results")) {
+    SCOPED_TRACE(e.dump());
+    const std::string config = e.at("config");
+    const auto& b = e.at("breakdown");
+    EXPECT_EQ(b.contains("conv_int8"), e.at("int8").get<bool>());
+    EXPECT_EQ(b.contains("tome"), e.at("tome").get<double>() > 0);
+    if (e.at("int8").get<bool>()) EXPECT_GT(e.at("peak_measured_int8_gops").get<double>(), 0);
+    if (config != "fp32") EXPECT_TRUE(std::isfinite(e.at("psnr_vs_first_db").get<double>()));
+  }
+}
+
 TEST_F(BenchCli, BadConfigurationsAreRefused) {
   SDPAL_REQUIRE_FIXTURES();
   const std::string model = test::model_dir("tiny-sd1");
   struct Case {
     std::string configs, message;
   };
-  for (const Case& c : {Case{"fp64", "unknown weights 'fp64'"},
-                        Case{"pal3", "unknown weights 'pal3'"},
-                        Case{"fp16+pal4", "two weight forms"},
-                        Case{"fp16+tome1.5", "ratio must be in [0, 1)"},
-                        Case{"fp16+tomeX", "bad token-merging ratio"},
-                        Case{"pal4g7", "does not divide"}}) {
+  for (const Case& c :
+       {Case{"fp64", "unknown weights 'fp64'"}, Case{"pal3", "unknown weights 'pal3'"},
+        Case{"fp16+pal4", "two weight forms"}, Case{"fp16+tome1.5", "ratio must be in [0, 1)"},
+        Case{"fp16+tomeX", "bad token-merging ratio"}, Case{"pal4g7", "does not divide"}}) {
     const auto r = run_cli({"bench", "--model", model, "--sizes", "64", "--steps", "1",
                             "--min-elements", "1000", "--configs", c.configs});
     EXPECT_NE(r.exit_code, 0) << c.configs;
