@@ -442,17 +442,23 @@ TEST_F(Int8Files, TinySd1CalibratedInt8StaysCloseToFp32) {
   o.int8 = true;
   o.int8_calibration = path("cal.json");
   auto q = StableDiffusion::load(model_dir("tiny-sd1"), o);
-  EXPECT_EQ(q->int8_layers, static_cast<int64_t>(layers.size()));
+  EXPECT_EQ(q->int8_layers, c.int8_count());
+  // By default conv_in, conv_out and the layers with under 0.1 % of the work stay fp32.
+  EXPECT_FALSE(c.find("conv_in")->int8);
+  EXPECT_FALSE(c.find("conv_out")->int8);
+  EXPECT_TRUE(c.find("down_blocks.0.resnets.0.conv1")->int8);
+  EXPECT_GT(c.int8_count(), static_cast<int64_t>(layers.size()) / 3);
   // The text encoder stays fp32: identical embeddings.
   const Tensor e1 = encode_prompts(*ref, {"a red apple"}, 1, nullptr);
   const Tensor e2 = encode_prompts(*q, {"a red apple"}, 1, nullptr);
   EXPECT_EQ(sdpal::test::max_abs_diff(e1, e2), 0.0);
-  // 10 DDIM steps, every UNet layer int8: measured 37 dB on the latents (whose RMS error then is
-  // ~1.4 % of the peak). 30 dB leaves room for other CPUs' rounding while still failing for a
+  // 10 DDIM steps, the default int8 layers: measured 35-37 dB on the latents (RMS error ~1.5 %
+  // of the peak). 30 dB leaves room for other CPUs' rounding while still failing for a
   // broken layer (one wrongly quantised layer costs well over 10 dB, see below).
   const CompareResult r = compare_models(*ref, *q, tiny_compare());
-  std::printf("[ measured ] tiny-sd1 all int8, 10 steps: latents %.2f dB, image %.2f dB\n",
-              r.mean_psnr_latents, r.mean_psnr_image);
+  std::printf(
+      "[ measured ] tiny-sd1 default int8 layers, 10 steps: latents %.2f dB, image %.2f dB\n",
+      r.mean_psnr_latents, r.mean_psnr_image);
   EXPECT_GT(r.mean_psnr_latents, 30.0);
   EXPECT_GT(r.mean_psnr_image, 30.0);
   EXPECT_LT(r.mean_psnr_latents, 80.0);  // int8 did run

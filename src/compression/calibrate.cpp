@@ -19,6 +19,8 @@ Int8Calibration calibrate_int8(const StableDiffusion& m, const CalibrateOptions&
   if (o.width == 0) o.width = default_image_size(m);
   if (o.height == 0) o.height = default_image_size(m);
   SDPAL_CHECK(o.steps >= 1 && o.steps <= 1000, "calibrate: --steps must be from 1 to 1000");
+  SDPAL_CHECK(o.min_work_share >= 0 && o.min_work_share <= 1,
+              "calibrate: --min-work-share must be from 0 to 1");
   SDPAL_CHECK(o.width > 0 && o.height > 0 && o.width % 8 == 0 && o.height % 8 == 0,
               "calibrate: width and height must be positive multiples of 8");
 
@@ -59,6 +61,12 @@ Int8Calibration calibrate_int8(const StableDiffusion& m, const CalibrateOptions&
   c.settings["sampler"] = o.sampler;
   c.settings["unet_calls"] = calls;
   c.layers = observer.ranges(layer_order, calls);
+  double total = 0;
+  for (const auto& l : c.layers) total += l.gflops;
+  // conv_in and conv_out (on the latents themselves) were among the most sensitive layers in every
+  // model measured, and do little work: fp32 by default too.
+  for (auto& l : c.layers)
+    l.int8 = l.gflops >= o.min_work_share * total && l.name != "conv_in" && l.name != "conv_out";
   return c;
 }
 

@@ -36,9 +36,10 @@ void run(CalibrateArgs& a) {
   bar.finish();
   write_int8_calibration(out, c);
   if (!a.quiet)
-    std::fprintf(stderr, "wrote %s: %zu layers, %d UNet calls at %dx%d, %.1fs\n", out.c_str(),
-                 c.layers.size(), c.settings["unet_calls"].get<int>(),
-                 c.settings["width"].get<int>(), c.settings["height"].get<int>(),
+    std::fprintf(stderr, "wrote %s: %zu layers (%lld int8), %d UNet calls at %dx%d, %.1fs\n",
+                 out.c_str(), c.layers.size(), static_cast<long long>(c.int8_count()),
+                 c.settings["unet_calls"].get<int>(), c.settings["width"].get<int>(),
+                 c.settings["height"].get<int>(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
@@ -55,6 +56,9 @@ const bool registered = register_command(
        app.add_option("-s,--seed", a->seed, "Seed of the first prompt (the next ones count up)")
            ->capture_default_str();
        app.add_option("--cfg-scale", a->o.cfg_scale, "Guidance scale")->capture_default_str();
+       app.add_option("--min-work-share", a->o.min_work_share,
+                      "Layers with less of the UNet's Linear/Conv work stay fp32 (0: all int8)")
+           ->capture_default_str();
        app.add_option("-o,--output", a->output,
                       "Calibration file (default: <model>/unet/sdpal_int8.json, or "
                       "<checkpoint>.sdpal_int8.json beside a single file)");
