@@ -172,18 +172,29 @@ struct WeightReader {
   }
 };
 
-// c[i, j] (i < mr, j < ncols) = (add_c ? c : 0) + (bias or 0) + sum_k a[k, i] * b[k, j] over
-// the packed panels a (kc x kAS) and b (kc x kNR). The partial sums of earlier K-blocks in c are
-// added after the k loop, with their lines prefetched before it: loading them first would stall
-// every call on the memory latency of the output.
-void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                  int64_t ldc, int mr, int ncols, const float* bias, bool add_c) {
+// The activation side of one micro-tile: k-step (o, t), o < outer, t < inner, in that order,
+// holds one value per tile row (kMR consecutive floats) at a + o * stride + off[t].
+struct ATile {
+  const float* a;
+  int64_t outer, stride;
+  int inner;
+  const int64_t* off;
+};
+
+// For each tile row i with c[i] non-null and j < ncols:
+//   c[i][j] = (add_c ? c[i][j] : 0) + (bias ? bias[j] : 0) + sum_k A[k, i] * b[k, j]
+// over the weight panel b (kc x kNR, kc = outer * inner). The partial sums of earlier K-blocks in
+// c are added after the k loop, with their lines prefetched before it: loading them first would
+// stall every call on the memory latency of the output.
+void micro_kernel(const ATile& at, const float* __restrict b, float* const c[kMR], int ncols,
+                  const float* bias, bool add_c) {
   const __mmask16 m0 = lanes(ncols), m1 = lanes(std::max(0, ncols - 16));
   if (add_c)
-    for (int i = 0; i < mr; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
-    }
+    for (int i = 0; i < kMR; ++i)
+      if (c[i]) {
+        _mm_prefetch(reinterpret_cast<const char*>(c[i]), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c[i] + 16), _MM_HINT_T0);
+      }
   const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
   const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
   __m512 c0[kMR], c1[kMR];
@@ -192,21 +203,23 @@ void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict
     c0[i] = b0;
     c1[i] = b1;
   }
-  for (int64_t k = 0; k < kc; ++k) {
-    const __m512 v0 = _mm512_load_ps(b), v1 = _mm512_load_ps(b + 16);
+  const float* base = at.a;
+  for (int64_t o = 0; o < at.outer; ++o, base += at.stride) {
+    for (int t = 0; t < at.inner; ++t) {
+      const float* __restrict a = base + at.off[t];
+      const __m512 v0 = _mm512_load_ps(b), v1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
-    for (int i = 0; i < kMR; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i]);
-      c0[i] = _mm512_fmadd_ps(ai, v0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(ai, v1, c1[i]);
+      for (int i = 0; i < kMR; ++i) {
+        const __m512 ai = _mm512_set1_ps(a[i]);
+        c0[i] = _mm512_fmadd_ps(ai, v0, c0[i]);
+        c1[i] = _mm512_fmadd_ps(ai, v1, c1[i]);
+      }
+      b += kNR;
     }
-    a += kAS;
-    b += kNR;
   }
 #pragma GCC unroll 14
   for (int i = 0; i < kMR; ++i) {
-    if (i < mr) {
-      float* ci = c + i * ldc;
+    if (float* ci = c[i]) {
       if (add_c) {
         c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, ci));
         c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, ci + 16));
@@ -256,10 +269,13 @@ void run_blocked(int64_t M, int64_t N, int64_t nkb, int64_t kc_max, int64_t src_
             const int64_t j0 = jc + jp * kNR;
             const int ncols = static_cast<int>(std::min<int64_t>(kNR, N - j0));
             for (int64_t ip = 0; ip * kMR < mc; ++ip) {
-              const int mr = static_cast<int>(std::min<int64_t>(kMR, mc - ip * kMR));
               if (nmc > 0) prefetch_a(np, ni0, nmc, call++, calls);
-              micro_kernel(kc, abuf + ip * kAS * kc, bbuf + jp * kNR * kc,
-                           y + (i0 + ip * kMR) * N + j0, N, mr, ncols,
+              float* rows[kMR];
+              for (int i = 0; i < kMR; ++i)
+                rows[i] = ip * kMR + i < mc ? y + (i0 + ip * kMR + i) * N + j0 : nullptr;
+              const int64_t zero = 0;
+              const ATile at{abuf + ip * kAS * kc, kc, kAS, 1, &zero};
+              micro_kernel(at, bbuf + jp * kNR * kc, rows, ncols,
                            p == 0 && bias ? bias + j0 : nullptr, p > 0);
             }
           }
@@ -298,6 +314,116 @@ int64_t conv_channel_block(int64_t cin, int64_t taps) {
   const int64_t blocks = ceil_div(cin * taps, kKC);
   return std::min(cin, ceil_div(ceil_div(cin, blocks), 16) * 16);
 }
+
+// Geometry of a stride-1 convolution on the zero-padded input grid.
+struct PlaneGeometry {
+  int64_t B, H, W, cin, Ho, Wo;
+  int64_t Hp, Wp;  // padded input
+  int64_t plane;   // floats per channel plane (padded grid, slack for the last tile, aligned)
+  int64_t grid;    // grid pixels per image: Ho rows of Wp (Wp - Wo of them are dropped)
+  int64_t tiles;   // micro-tiles per image
+};
+
+// Stride-1 convolutions without im2col: each K-block's input channels are laid out as zero-padded
+// planes [b][ci][iy * Wp + ix], once per block and shared by all threads. On the padded grid,
+// output (oy, ox) at tap (ky, kx) reads plane index (oy + ky) * Wp + ox + kx, so kMR consecutive
+// grid pixels read kMR consecutive floats, which the micro-kernel broadcasts straight from the
+// planes. K runs channel-major as in the OIHW weight (k = ci * taps + tap), so the taps of one
+// channel read the same few lines. The Wp - Wo extra grid columns per row are computed and
+// dropped. pack_b(q, ...) packs K-block q = channels [q * cb, q * cb + cc) in that order.
+template <class PackB>
+void run_planes(const float* x, const PlaneGeometry& g, const Conv2dParams& p, int64_t cb,
+                PackB pack_b, const WeightSource& w, const float* bias, float* y, bool parallel) {
+  const int64_t N = p.cout, taps = p.kh * p.kw, nkb = ceil_div(g.cin, cb);
+  int64_t off[64];  // per tap: offset of its input on the grid
+  SDPAL_CHECK(taps <= 64, "packed conv2d: kernels over 64 taps are not supported");
+  for (int64_t t = 0; t < taps; ++t) off[t] = t / p.kw * g.Wp + t % p.kw;
+  const int64_t nc = ceil_div(ceil_div(N, ceil_div(N, kNCMax)), kNR) * kNR;
+  float* bbuf = tls_b.get(nc * cb * taps);
+  float* planes = tls_a.get(g.B * cb * g.plane);
+  const int64_t tiles = g.B * g.tiles;
+#pragma omp parallel num_threads(parallel ? omp_get_max_threads() : 1)
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    WeightReader reader(w, cb * taps);
+    // The slack after each plane is never written below: zero it once.
+#pragma omp for
+    for (int64_t pl = 0; pl < g.B * cb; ++pl)
+      std::fill(planes + pl * g.plane + g.Hp * g.Wp, planes + (pl + 1) * g.plane, 0.f);
+    for (int64_t jc = 0; jc < N; jc += nc) {
+      const int64_t ncur = std::min(nc, N - jc), panels = ceil_div(ncur, kNR);
+      for (int64_t q = 0; q < nkb; ++q) {
+        const int64_t c0 = q * cb, cc = std::min(cb, g.cin - c0);
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t jp = 0; jp < panels; ++jp) {
+          const int nvalid = static_cast<int>(std::min<int64_t>(kNR, ncur - jp * kNR));
+          pack_b(q, jc + jp * kNR, nvalid, bbuf + jp * kNR * cc * taps, reader);
+        }
+        // Planes, one padded input row at a time: 16 pixels x 16 channels per transpose.
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t r = 0; r < g.B * g.Hp; ++r) {
+          const int64_t b = r / g.Hp, iyp = r % g.Hp, iy = iyp - p.pad_t;
+          for (int64_t ix0 = 0; ix0 < g.Wp; ix0 += 16)
+            for (int64_t ci0 = 0; ci0 < cc; ci0 += 16) {
+              const __mmask16 m = lanes(cc - ci0);
+              __m512 v[16];
+              for (int i = 0; i < 16; ++i) {
+                const int64_t ix = ix0 + i - p.pad_l;
+                v[i] = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W && ix0 + i < g.Wp
+                           ? _mm512_maskz_loadu_ps(
+                                 m, x + ((b * g.H + iy) * g.W + ix) * g.cin + c0 + ci0)
+                           : _mm512_setzero_ps();
+              }
+              transpose16(v);
+              const __mmask16 px = lanes(g.Wp - ix0);
+              for (int64_t j = 0; j < std::min<int64_t>(16, cc - ci0); ++j)
+                _mm512_mask_storeu_ps(planes + (b * cb + ci0 + j) * g.plane + iyp * g.Wp + ix0, px,
+                                      v[j]);
+            }
+        }
+        // Tiles [t0, t1) times panels [jp0, jp1).
+        auto compute = [&](int64_t t0, int64_t t1, int64_t jp0, int64_t jp1) {
+          for (int64_t jp = jp0; jp < jp1; ++jp) {
+            const int64_t j0 = jc + jp * kNR;
+            const int ncols = static_cast<int>(std::min<int64_t>(kNR, N - j0));
+            for (int64_t tile = t0; tile < t1; ++tile) {
+              const int64_t b = tile / g.tiles, gp0 = tile % g.tiles * kMR;
+              float* rows[kMR];
+              for (int i = 0; i < kMR; ++i) {
+                const int64_t gp = gp0 + i, oy = gp / g.Wp, ox = gp % g.Wp;
+                rows[i] =
+                    gp < g.grid && ox < g.Wo ? y + ((b * g.Ho + oy) * g.Wo + ox) * N + j0 : nullptr;
+              }
+              const ATile at{planes + b * cb * g.plane + gp0, cc, g.plane, static_cast<int>(taps),
+                             off};
+              micro_kernel(at, bbuf + jp * kNR * cc * taps, rows, ncols,
+                           q == 0 && bias ? bias + j0 : nullptr, q > 0);
+            }
+          }
+        };
+        if (tiles >= 4 * nt) {
+          // Each thread takes an equal share of the tiles, 8 at a time over all panels (their
+          // plane lines stay in L2 while the panels stream by).
+          const int64_t t1 = tiles * (t + 1) / nt;
+          for (int64_t t0 = tiles * t / nt; t0 < t1; t0 += 8)
+            compute(t0, std::min(t1, t0 + 8), 0, panels);
+#pragma omp barrier
+        } else {
+          const int64_t parts = std::clamp<int64_t>(ceil_div(2 * nt, tiles), 1, panels);
+#pragma omp for schedule(dynamic, 1)
+          for (int64_t task = 0; task < tiles * parts; ++task) {
+            const int64_t tile = task / parts, part = task % parts;
+            compute(tile, tile + 1, panels * part / parts, panels * (part + 1) / parts);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The padded grid computes Wp - Wo extra columns per output row: worth it (over packing every
+// tap's pixels, im2col-style) when they are few.
+bool use_planes(int64_t Wo, const Conv2dParams& p) { return (p.kw - 1) * 8 <= Wo + p.kw - 1; }
 
 bool worth_threads(int64_t M, int64_t N, int64_t K) { return double(M) * N * K > 1e6; }
 
@@ -482,6 +608,21 @@ Tensor packed_conv2d(const Tensor& x, const WeightSource& w, const float* bias,
     pack_b_panel(
         rows, ld, nvalid, kc, [&](int64_t j) { return j % taps * cc + j / taps; }, dst);
   };
+  if (p.stride == 1 && use_planes(Wo, p)) {
+    PlaneGeometry g{B, H, W, cin, Ho, Wo, H + p.pad_t + p.pad_b, W + p.pad_l + p.pad_r, 0, 0, 0};
+    g.plane = ceil_div(g.Hp * g.Wp + kMR + p.kw, 16) * 16;
+    g.grid = Ho * g.Wp;
+    g.tiles = ceil_div(g.grid, kMR);
+    auto pack_b_oihw = [&](int64_t q, int64_t n0, int nvalid, float* dst, WeightReader& rd) {
+      const int64_t kc = cc_of(q) * taps;
+      int64_t ld = 0;
+      const float* rows = rd.rows(n0, nvalid, q * cb * taps, kc, ld);
+      pack_b_panel(
+          rows, ld, nvalid, kc, [](int64_t j) { return j; }, dst);
+    };
+    run_planes(xd, g, p, cb, pack_b_oihw, w, bias, y.data(), worth_threads(M, N, cin * taps));
+    return y;
+  }
   const int64_t kc_max = cb * taps;
   run_blocked(M, N, nkb, kc_max, kc_max, kc_of, pack_a, prefetch_a, pack_b, w, bias, y.data(),
               worth_threads(M, N, cin * taps));
