@@ -201,6 +201,26 @@ TEST(PackedConv, FusedLutEqualsExpandThenConvExactly) {
     }
 }
 
+TEST(PackedConv, AsymmetricPaddingMatchesOneDnn) {
+  // The VAE encoder's downsampling pads right and bottom only.
+  for (int stride : {1, 2})
+    for (int64_t W : {9, 33}) {
+      const Tensor x = random_tensor({1, 20, W, 24}, 1.f, W + stride);
+      const auto w = random_vec(40 * 24 * 9, 0.05f, 8);
+      k::Conv2dParams p;
+      p.cout = 40;
+      p.kh = p.kw = 3;
+      p.stride = stride;
+      p.pad_b = p.pad_r = 1;
+      const Tensor got =
+          k::packed_conv2d(x, k::WeightSource::f32(w.data(), 40, 24 * 9), nullptr, p);
+      const Tensor want = k::conv2d(x, w.data(), nullptr, p);
+      ASSERT_EQ(got.shape(), want.shape());
+      EXPECT_LE(rel_err(got.data(), want.data(), got.numel()), 1e-5)
+          << "stride " << stride << " W " << W;
+    }
+}
+
 // Restores the process-wide switch however a test ends.
 struct FusedSwitch {
   bool saved = k::fused_lut_enabled();
@@ -234,6 +254,32 @@ TEST(PackedGemm, LayersDispatchOnTheSwitch) {
   {
     FusedSwitch off(false);
     const Tensor y = fc(x);
+    EXPECT_TRUE(bit_equal(y.data(), onednn.data(), y.numel()));
+  }
+}
+
+TEST(PackedConv, Conv2dLayerDispatchesOnTheSwitch) {
+  const Shape shape{24, 16, 3, 3};
+  const auto w = random_vec(shape_numel(shape), 0.05f, 21);
+  const PalettizedWeight pw = palettize(w.data(), shape, DType::F32, 6, 0);
+  const CompressedView v = CompressedView::of(pw);
+  WeightStore ws("test");
+  ws.add_compressed("conv.weight", v);
+  Conv2d conv;
+  conv.load(ws, "conv", 16, 24, 3, 1, 1, false);
+  const Tensor x = random_tensor({2, 20, 20, 16}, 1.f, 22);
+  const std::vector<float> dense = expanded(v);
+  const Tensor packed =
+      k::packed_conv2d(x, k::WeightSource::f32(dense.data(), 24, 16 * 9), nullptr, conv.p);
+  const Tensor onednn = k::conv2d(x, dense.data(), nullptr, conv.p);
+  {
+    FusedSwitch on(true);
+    const Tensor y = conv(x);
+    EXPECT_TRUE(bit_equal(y.data(), packed.data(), y.numel()));
+  }
+  {
+    FusedSwitch off(false);
+    const Tensor y = conv(x);
     EXPECT_TRUE(bit_equal(y.data(), onednn.data(), y.numel()));
   }
 }

@@ -9,9 +9,11 @@
 // weight expanded first (compressed_weight.h's expand()). Against oneDNN's sgemm it differs only in
 // the order of the K summation (fp32 rounding).
 //
-// Convolutions run as an implicit GEMM over (ky, kx, ci) on NHWC activations: the K dimension is
+// Convolutions run as an implicit GEMM over (ci, ky, kx) on NHWC activations: the K dimension is
 // taken in blocks of input channels with all taps, which are contiguous spans of each OIHW weight
-// row, so the same packing works for compressed convolution weights.
+// row, so the same packing works for compressed convolution weights. Stride-1 convolutions read
+// the taps straight from zero-padded channel planes of the input (no im2col); strided and narrow
+// ones pack each tap's pixels.
 #pragma once
 #include <cstdint>
 

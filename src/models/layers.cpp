@@ -58,7 +58,7 @@ Tensor Conv2d::operator()(const Tensor& x) const {
   if (InputObserver* o = observer()) o->observe(*this, x, k::conv2d_flops(x.shape(), p));
   if (int8_) return (*int8_)(x);
   const float* bias = b.valid() ? b.f32() : nullptr;  // small: never the scratch buffer
-  if (w.compressed() && k::fused_lut_enabled() && p.kh == 1 && p.kw == 1)
+  if (w.compressed() && k::fused_lut_enabled())  // expand into the packing, no dense copy
     return k::packed_conv2d(x, k::WeightSource::compressed(*w.compressed_view()), bias, p);
   return k::conv2d(x, w.f32(), bias, p);
 }
