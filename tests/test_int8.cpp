@@ -281,6 +281,9 @@ TEST(Int8Conv2d, MatchesDequantisedAndStaysWithinQuantisationError) {
       // large enough for oneDNN's brgemm kernels, small enough for its direct ones
       {1, 32, 32, 64, 48, 3, 1, 1, 1, 1, 1},
       {2, 4, 4, 64, 48, 3, 1, 1, 1, 1, 1},
+      // many input channels (SD 1.5's up blocks): oneDNN 2.6.3's own zero-point handling got
+      // these wrong
+      {1, 16, 16, 1920, 64, 3, 1, 1, 1, 1, 1},
       // 4 input channels (the UNet's conv_in), 4 outputs (conv_out)
       {1, 16, 16, 4, 32, 3, 1, 1, 1, 1, 1},
       {1, 16, 16, 32, 4, 3, 1, 1, 1, 1, 1},

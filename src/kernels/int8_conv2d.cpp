@@ -28,17 +28,22 @@ bool is_pointwise(const Conv2dParams& p) {
 }  // namespace
 
 // A 1x1 convolution on channel-last data is a matmul (Int8Linear). Otherwise oneDNN's int8
-// convolution: brgemm or direct JIT kernels, chosen per input size, each with its weight layout
-// (which also carries the zero-point compensation the reorder computes). Output scales are fixed
-// at primitive creation, so primitives are per layer and per input size.
+// convolution: brgemm or direct JIT kernels, chosen per input size, each with its weight layout.
+// Output scales are fixed at primitive creation, so primitives are per layer and input size.
+//
+// The zero point is not given to oneDNN: its src zero points gave wrong results for some shapes
+// in oneDNN 2.6.3 (brgemm, >= ~1700 input channels, e.g. SD 1.5's up-block convolutions). Instead
+// the uint8 input is convolved as it is, padded with 0, and
+//   Σ_valid w (q - zp) = Σ_valid w q - zp Σ_all w + zp Σ_padded w:
+// zp Σ_all w is folded into the bias, and the last term, non-zero only where the window overlaps
+// the padding, is added to those border outputs afterwards from per-tap weight sums.
 struct Int8Conv2d::State {
   WeightSource source;
   int64_t cin = 0;
   Conv2dParams p;
   ActQuant act;
-  int32_t zp = 0;
-  std::vector<float> wscale, oscale, bias;  // bias pre-divided by oscale
-  bool has_bias = false;
+  std::vector<float> wscale, oscale, bias;  // bias: accumulator units, minus zp Σ w
+  std::vector<float> tap_fix;  // [kh*kw][cout]: oscale * zp * Σ_ic w of each kernel tap
   std::optional<Int8Linear> pointwise;
 
   struct Layout {
@@ -59,19 +64,15 @@ struct Int8Conv2d::State {
     if (it != prims.end()) return it->second;
     dnnl::primitive_attr attr;
     attr.set_output_scales(1 << 1, oscale);
-    attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     const dnnl::memory::desc src({N, cin, H, W}, dt::u8, tag::nhwc);
     const dnnl::memory::desc dst({N, p.cout, Ho, Wo}, dt::f32, tag::nhwc);
     const dnnl::memory::desc wany({p.cout, cin, p.kh, p.kw}, dt::s8, tag::any);
+    const dnnl::memory::desc b({p.cout}, dt::f32, tag::x);
     const dnnl::memory::dims strides{p.stride, p.stride}, pl{p.pad_t, p.pad_l},
         pr{p.pad_b, p.pad_r};
-    const auto desc =
-        has_bias ? dnnl::convolution_forward::desc(
-                       dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-                       wany, dnnl::memory::desc({p.cout}, dt::f32, tag::x), dst, strides, pl, pr)
-                 : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                   dnnl::algorithm::convolution_direct, src, wany,
-                                                   dst, strides, pl, pr);
+    const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
+                                               dnnl::algorithm::convolution_direct, src, wany, b,
+                                               dst, strides, pl, pr);
     dnnl::convolution_forward::primitive_desc pd(desc, attr, engine());
     Prim prim{dnnl::convolution_forward(pd), layouts.size()};
     for (size_t i = 0; i < layouts.size(); ++i)
@@ -91,6 +92,37 @@ struct Int8Conv2d::State {
     strm.wait();
     layouts.push_back(std::move(l));
   }
+
+  // Adds oscale * zp * Σ_padded-taps w to the outputs whose window overlaps the padding.
+  void fix_borders(float* y, int64_t N, int64_t H, int64_t W, int64_t Ho, int64_t Wo) const {
+    if (act.zero_point == 0) return;
+    auto padded = [](int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t size) {
+      const int64_t i0 = o * stride - pad;
+      return i0 < 0 || i0 + k > size;
+    };
+    std::vector<int64_t> border;  // output pixels (oy * Wo + ox) whose window leaves the image
+    for (int64_t oy = 0; oy < Ho; ++oy) {
+      const bool row = padded(oy, p.stride, p.pad_t, p.kh, H);
+      for (int64_t ox = 0; ox < Wo; ++ox)
+        if (row || padded(ox, p.stride, p.pad_l, p.kw, W)) border.push_back(oy * Wo + ox);
+    }
+    const int64_t C = p.cout, nb = static_cast<int64_t>(border.size());
+#pragma omp parallel for collapse(2) if (N * nb * C > 65536)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t oy = border[b] / Wo, ox = border[b] % Wo;
+        float* out = y + (n * Ho * Wo + border[b]) * C;
+        for (int64_t ky = 0; ky < p.kh; ++ky) {
+          const int64_t iy = oy * p.stride - p.pad_t + ky;
+          for (int64_t kx = 0; kx < p.kw; ++kx) {
+            const int64_t ix = ox * p.stride - p.pad_l + kx;
+            if (iy >= 0 && iy < H && ix >= 0 && ix < W) continue;
+            const float* fix = tap_fix.data() + (ky * p.kw + kx) * C;
+            for (int64_t c = 0; c < C; ++c) out[c] += fix[c];
+          }
+        }
+      }
+  }
 };
 
 Int8Conv2d::Int8Conv2d(const WeightSource& w, const float* bias, int64_t cin, const Conv2dParams& p,
@@ -102,7 +134,6 @@ Int8Conv2d::Int8Conv2d(const WeightSource& w, const float* bias, int64_t cin, co
   s.cin = cin;
   s.p = p;
   s.act = act;
-  s.zp = act.zero_point;
   const float* wf = w();
   SDPAL_CHECK(wf, "int8 conv2d: the weight source returned no data");
   if (is_pointwise(p)) {
@@ -111,14 +142,25 @@ Int8Conv2d::Int8Conv2d(const WeightSource& w, const float* bias, int64_t cin, co
     return;
   }
   s.source = w;
-  s.wscale = quantize_weights_s8(wf, p.cout, cin * p.kh * p.kw).scale;
+  const int64_t taps = p.kh * p.kw;
+  const Int8Weights q = quantize_weights_s8(wf, p.cout, cin * taps);
+  s.wscale = q.scale;
   s.oscale.resize(p.cout);
-  for (int64_t o = 0; o < p.cout; ++o) s.oscale[o] = act.scale * s.wscale[o];
-  s.has_bias = bias != nullptr;
-  // oneDNN 2.x applies the bias before the output scales: dst = oscale * (acc + bias).
-  if (bias) {
-    s.bias.resize(p.cout);
-    for (int64_t o = 0; o < p.cout; ++o) s.bias[o] = bias[o] / s.oscale[o];
+  s.bias.resize(p.cout);
+  s.tap_fix.resize(taps * p.cout);
+  const double zp = act.zero_point;
+  for (int64_t o = 0; o < p.cout; ++o) {
+    s.oscale[o] = act.scale * q.scale[o];
+    int64_t total = 0;
+    for (int64_t t = 0; t < taps; ++t) {
+      int64_t sum = 0;
+      for (int64_t c = 0; c < cin; ++c) sum += q.q[(o * cin + c) * taps + t];
+      s.tap_fix[t * p.cout + o] = static_cast<float>(s.oscale[o] * zp * sum);
+      total += sum;
+    }
+    // oneDNN 2.x applies the bias before the output scales: dst = oscale * (acc + bias).
+    const double b = bias ? static_cast<double>(bias[o]) / s.oscale[o] : 0.0;
+    s.bias[o] = static_cast<float>(b - zp * total);
   }
 }
 
@@ -145,16 +187,14 @@ Tensor Int8Conv2d::operator()(const Tensor& x) const {
   const State::Prim& prim = s.primitive(N, H, W, Ho, Wo);
   dnnl::memory src({{N, s.cin, H, W}, dt::u8, tag::nhwc}, engine(), q);
   dnnl::memory dst({{N, p.cout, Ho, Wo}, dt::f32, tag::nhwc}, engine(), y.data());
-  dnnl::memory zp({{1}, dt::s32, tag::x}, engine(), &s.zp);
-  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src},
-                                             {DNNL_ARG_WEIGHTS, s.layouts[prim.layout].weights},
-                                             {DNNL_ARG_DST, dst},
-                                             {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp}};
-  if (s.has_bias)
-    args.emplace(DNNL_ARG_BIAS, dnnl::memory({{p.cout}, dt::f32, tag::x}, engine(), s.bias.data()));
+  dnnl::memory bias({{p.cout}, dt::f32, tag::x}, engine(), s.bias.data());
   dnnl::stream strm(engine());
-  prim.conv.execute(strm, args);
+  prim.conv.execute(strm, {{DNNL_ARG_SRC, src},
+                           {DNNL_ARG_WEIGHTS, s.layouts[prim.layout].weights},
+                           {DNNL_ARG_BIAS, bias},
+                           {DNNL_ARG_DST, dst}});
   strm.wait();
+  s.fix_borders(y.data(), N, H, W, Ho, Wo);
   return y;
 }
 

@@ -24,26 +24,24 @@ dnnl::engine& engine() {
 // oneDNN's u8 x s8 matmul (brgemm on VNNI). The weight is reordered once into the layout the
 // primitive asks for, which on the machines measured does not depend on M; primitives, whose
 // output scales (act scale x weight scale) are fixed at creation, are made per M and kept.
+// The zero point is not given to oneDNN (its src zero points gave wrong results for some
+// convolution shapes in oneDNN 2.6.3): Σ w (q - zp) = Σ w q - zp Σ w, and zp Σ w goes into the
+// bias.
 struct Int8Linear::State {
   int64_t in = 0, out = 0;
   ActQuant act;
-  std::vector<float> wscale, oscale, bias;  // bias pre-divided by oscale (see forward)
-  bool has_bias = false;
+  std::vector<float> wscale, oscale, bias;  // bias: in accumulator units, minus zp Σ w
   dnnl::memory::desc wdesc;
   dnnl::memory weights;
-  int32_t zp = 0;
   std::mutex mu;
   std::map<int64_t, dnnl::matmul> prims;
 
   dnnl::matmul::primitive_desc make_pd(int64_t M, const dnnl::memory::desc& w) const {
     dnnl::primitive_attr attr;
     attr.set_output_scales(1 << 1, oscale);
-    attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     const dnnl::memory::desc src({M, in}, dt::u8, tag::ab), dst({M, out}, dt::f32, tag::ab);
-    const auto d =
-        has_bias ? dnnl::matmul::desc(src, w, dnnl::memory::desc({1, out}, dt::f32, tag::ab), dst)
-                 : dnnl::matmul::desc(src, w, dst);
-    return dnnl::matmul::primitive_desc(d, attr, engine());
+    const dnnl::memory::desc b({1, out}, dt::f32, tag::ab);
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w, b, dst), attr, engine());
   }
 
   const dnnl::matmul& primitive(int64_t M) {
@@ -63,21 +61,21 @@ Int8Linear::Int8Linear(const float* w, const float* bias, int64_t in, int64_t ou
   s.in = in;
   s.out = out;
   s.act = act;
-  s.zp = act.zero_point;
   Int8Weights q = quantize_weights_s8(w, out, in);
   s.wscale = q.scale;
   s.oscale.resize(out);
-  for (int64_t o = 0; o < out; ++o) s.oscale[o] = act.scale * q.scale[o];
-  s.has_bias = bias != nullptr;
-  // oneDNN 2.x applies the bias before the output scales: dst = oscale * (acc + bias).
-  if (bias) {
-    s.bias.resize(out);
-    for (int64_t o = 0; o < out; ++o) s.bias[o] = bias[o] / s.oscale[o];
+  s.bias.resize(out);
+  for (int64_t o = 0; o < out; ++o) {
+    s.oscale[o] = act.scale * q.scale[o];
+    int64_t sum = 0;
+    for (int64_t i = 0; i < in; ++i) sum += q.q[o * in + i];
+    // oneDNN 2.x applies the bias before the output scales: dst = oscale * (acc + bias).
+    const double b = bias ? static_cast<double>(bias[o]) / s.oscale[o] : 0.0;
+    s.bias[o] = static_cast<float>(b - static_cast<double>(act.zero_point) * sum);
   }
   s.wdesc = s.make_pd(256, dnnl::memory::desc({in, out}, dt::s8, tag::any)).weights_desc();
   s.weights = dnnl::memory(s.wdesc, engine());
-  // The [out, in] row-major weight is the [in, out] matrix in "ba" order. The reorder also
-  // computes the zero-point compensation that the layout carries.
+  // The [out, in] row-major weight is the [in, out] matrix in "ba" order.
   dnnl::memory plain({{in, out}, dt::s8, tag::ba}, engine(), q.q.data());
   dnnl::stream strm(engine());
   dnnl::reorder(plain, s.weights).execute(strm, plain, s.weights);
@@ -94,16 +92,12 @@ void Int8Linear::forward(const float* x, int64_t M, float* y) const {
   const dnnl::matmul& mm = s.primitive(M);
   dnnl::memory src({{M, s.in}, dt::u8, tag::ab}, engine(), q);
   dnnl::memory dst({{M, s.out}, dt::f32, tag::ab}, engine(), y);
-  dnnl::memory zp({{1}, dt::s32, tag::x}, engine(), &s.zp);
-  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src},
-                                             {DNNL_ARG_WEIGHTS, s.weights},
-                                             {DNNL_ARG_DST, dst},
-                                             {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zp}};
-  if (s.has_bias)
-    args.emplace(DNNL_ARG_BIAS,
-                 dnnl::memory({{1, s.out}, dt::f32, tag::ab}, engine(), s.bias.data()));
+  dnnl::memory bias({{1, s.out}, dt::f32, tag::ab}, engine(), s.bias.data());
   dnnl::stream strm(engine());
-  mm.execute(strm, args);
+  mm.execute(strm, {{DNNL_ARG_SRC, src},
+                    {DNNL_ARG_WEIGHTS, s.weights},
+                    {DNNL_ARG_BIAS, bias},
+                    {DNNL_ARG_DST, dst}});
   strm.wait();
 }
 
