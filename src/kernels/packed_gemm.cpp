@@ -203,19 +203,23 @@ void micro_kernel(const ATile& at, const float* __restrict b, float* const c[kMR
     c0[i] = b0;
     c1[i] = b1;
   }
-  const float* base = at.a;
-  for (int64_t o = 0; o < at.outer; ++o, base += at.stride) {
-    for (int t = 0; t < at.inner; ++t) {
-      const float* __restrict a = base + at.off[t];
-      const __m512 v0 = _mm512_load_ps(b), v1 = _mm512_load_ps(b + 16);
+  auto step = [&](const float* __restrict a) {
+    const __m512 v0 = _mm512_load_ps(b), v1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
-      for (int i = 0; i < kMR; ++i) {
-        const __m512 ai = _mm512_set1_ps(a[i]);
-        c0[i] = _mm512_fmadd_ps(ai, v0, c0[i]);
-        c1[i] = _mm512_fmadd_ps(ai, v1, c1[i]);
-      }
-      b += kNR;
+    for (int i = 0; i < kMR; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      c0[i] = _mm512_fmadd_ps(ai, v0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ai, v1, c1[i]);
     }
+    b += kNR;
+  };
+  if (at.inner == 1) {  // a plain k loop (GEMM, im2col-packed convolution)
+    const float* a = at.a + at.off[0];
+    for (int64_t o = 0; o < at.outer; ++o, a += at.stride) step(a);
+  } else {
+    const float* base = at.a;
+    for (int64_t o = 0; o < at.outer; ++o, base += at.stride)
+      for (int t = 0; t < at.inner; ++t) step(base + at.off[t]);
   }
 #pragma GCC unroll 14
   for (int i = 0; i < kMR; ++i) {
