@@ -19,6 +19,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/profile.h"
+#include "kernels/packed_gemm.h"
 #include "models/config.h"
 #include "models/flops.h"
 #include "models/unet.h"
@@ -166,10 +167,12 @@ struct BenchConfig {
   WeightSpec weights;
   bool int8 = false;
   double tome = 0;
+  bool fused_lut = true;  // compressed weights expanded inside the GEMM/conv packing
 };
 
 // "fp32,int8,int8+tome0.4,pal4": comma-separated configurations, each a '+'-joined list of one
-// weight form (see WeightSpec), "int8" and "tomeR".
+// weight form (see WeightSpec), "int8", "tomeR" and "unfused" (compressed weights expanded whole,
+// then oneDNN, instead of the fused packed GEMM/conv).
 std::vector<BenchConfig> parse_configs(const Options& o) {
   std::vector<BenchConfig> r;
   auto parse_one = [](const std::string& text) {
@@ -181,6 +184,8 @@ std::vector<BenchConfig> parse_configs(const Options& o) {
     while (std::getline(ss, tok, '+')) {
       if (tok == "int8") {
         c.int8 = true;
+      } else if (tok == "unfused") {
+        c.fused_lut = false;
       } else if (tok.rfind("tome", 0) == 0) {
         try {
           size_t used = 0;
@@ -341,6 +346,7 @@ void run(const Options& o) {
   for (const BenchConfig& c : configs) {
     const auto tl = Clock::now();
     BenchUNetWeights weights(o.model, c.weights, o.min_elements);
+    k::set_fused_lut(c.fused_lut);
     UNet unet(weights.store(), cfg);
     int64_t int8_layers = 0;
     if (c.int8) {
@@ -411,6 +417,7 @@ void run(const Options& o) {
                           {"weight_bytes", weights.weight_bytes()},
                           {"int8", c.int8},
                           {"tome", c.tome},
+                          {"fused_lut", c.fused_lut},
                           {"width", s.width},
                           {"height", s.height},
                           {"gflop_per_step", gflop},
@@ -476,10 +483,10 @@ const bool registered = register_command(
        app.add_option("--int8-calibration", o->int8_calibration,
                       "Calibration file for --int8 (default: the model's unet/sdpal_int8.json)");
        app.add_option("--tome", o->tome, "Token merging ratio in self-attention (0 = off)");
-       app.add_option(
-           "--configs", o->configs,
-           "Time several configurations side by side (overrides --weights/--int8/"
-           "--tome): comma-separated, each '+'-joined, e.g. fp32,fp16,pal4,int8+tome0.4");
+       app.add_option("--configs", o->configs,
+                      "Time several configurations side by side (overrides --weights/--int8/"
+                      "--tome): comma-separated, each '+'-joined, e.g. "
+                      "fp32,fp16,pal4,pal4+unfused,int8+tome0.4");
        app.add_option("--baseline", o->baseline,
                       "JSON of an external run to compare with (bench/pytorch_unet.py --json)")
            ->check(CLI::ExistingFile);
