@@ -253,13 +253,23 @@ Baseline read_baseline(const std::string& path) {
   if (path.empty()) return b;
   const nlohmann::json j = read_json_file(path);
   try {
-    b.label = j.value("label", std::string("baseline"));
-    for (const auto& r : j.at("results"))
-      b.seconds[{r.at("width").get<int>(), r.at("height").get<int>()}] =
-          r.at("median_s").get<double>();
+    b.label = j.value("label", j.value("runtime", std::string("baseline")));
+    for (const auto& r : j.at("results")) {
+      // {"width", "height"} or {"size": "WxH"} (bench/pytorch_unet.py)
+      int w = 0, h = 0;
+      if (r.contains("size")) {
+        const std::string size = r.at("size").get<std::string>();
+        SDPAL_CHECK(std::sscanf(size.c_str(), "%dx%d", &w, &h) == 2,
+                    "bench: " + path + ": bad size '" + size + "' (want WxH)");
+      } else {
+        w = r.at("width").get<int>();
+        h = r.at("height").get<int>();
+      }
+      b.seconds[{w, h}] = r.at("median_s").get<double>();
+    }
   } catch (const nlohmann::json::exception& e) {
     fail("bench: " + path + " is not a baseline file (want {\"label\", \"results\": [{\"width\", " +
-         "\"height\", \"median_s\"}]}): " + e.what());
+         "\"height\" or \"size\": \"WxH\", \"median_s\"}]}): " + e.what());
   }
   return b;
 }
