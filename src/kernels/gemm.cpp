@@ -2,6 +2,13 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
 #include "core/error.h"
 #include "core/profile.h"
 
@@ -16,9 +23,81 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   SDPAL_CHECK(st == dnnl_success, "oneDNN sgemm failed (status " + std::to_string(st) + ")");
 }
 
+namespace {
+
+// Linear layers of a real size run as oneDNN brgemm matmuls: measured 1.0-1.2x faster than the JIT
+// sgemm on SD shapes (most on N = 320/640, where sgemm's blocking is poor). As for convolutions,
+// primitives are cached per shape and the weight is reordered into the blocked layout on every
+// call, so weights stay as the model file has them.
+struct MatmulPrimitive {
+  dnnl::matmul mm;
+  dnnl::reorder weight_reorder;
+  dnnl::memory::desc src, dst, weights_plain, weights_blocked, bias;
+};
+
+struct MatmulState {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+  std::map<std::tuple<int64_t, int64_t, int64_t, bool>, MatmulPrimitive> cache;
+  std::vector<float> blocked_weights;
+  std::mutex mu;
+};
+
+MatmulState& matmul_state() {
+  static MatmulState s;
+  return s;
+}
+
+const MatmulPrimitive& matmul_primitive(MatmulState& st, int64_t M, int64_t K, int64_t N,
+                                        bool bias) {
+  const auto key = std::make_tuple(M, K, N, bias);
+  auto it = st.cache.find(key);
+  if (it != st.cache.end()) return it->second;
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  MatmulPrimitive p;
+  p.src = dnnl::memory::desc({M, K}, dt::f32, tag::ab);
+  p.dst = dnnl::memory::desc({M, N}, dt::f32, tag::ab);
+  p.weights_plain = dnnl::memory::desc({K, N}, dt::f32, tag::ba);  // W[N, K] row-major = W^T
+  p.bias = bias ? dnnl::memory::desc({1, N}, dt::f32, tag::ab) : dnnl::memory::desc();
+  const dnnl::memory::desc any({K, N}, dt::f32, tag::any);
+  const dnnl::matmul::primitive_desc pd(
+      bias ? dnnl::matmul::desc(p.src, any, p.bias, p.dst) : dnnl::matmul::desc(p.src, any, p.dst),
+      st.eng);
+  p.weights_blocked = pd.weights_desc();
+  p.mm = dnnl::matmul(pd);
+  p.weight_reorder = dnnl::reorder(dnnl::memory(p.weights_plain, st.eng, DNNL_MEMORY_NONE),
+                                   dnnl::memory(p.weights_blocked, st.eng, DNNL_MEMORY_NONE));
+  return st.cache.emplace(key, std::move(p)).first->second;
+}
+
+// Below this many multiply-adds the JIT sgemm is used as it is: a primitive per shape is not worth
+// creating for the time embedding or a handful of tokens.
+constexpr int64_t kMatmulMinMacs = int64_t(1) << 24;
+
+}  // namespace
+
 void linear(const float* x, int64_t M, int64_t K, const float* W, const float* b, int64_t N,
             float* y, bool accumulate) {
   prof::OpScope scope(prof::Op::gemm, 2.0 * M * N * K);
+  if (!accumulate && M * N * K >= kMatmulMinMacs) {
+    MatmulState& st = matmul_state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    const MatmulPrimitive& p = matmul_primitive(st, M, K, N, b != nullptr);
+    const size_t wn = p.weights_blocked.get_size() / sizeof(float);
+    if (st.blocked_weights.size() < wn) st.blocked_weights.resize(wn);
+    dnnl::memory wplain(p.weights_plain, st.eng, const_cast<float*>(W));
+    dnnl::memory wblocked(p.weights_blocked, st.eng, st.blocked_weights.data());
+    p.weight_reorder.execute(st.strm, wplain, wblocked);
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, dnnl::memory(p.src, st.eng, const_cast<float*>(x))},
+        {DNNL_ARG_WEIGHTS, wblocked},
+        {DNNL_ARG_DST, dnnl::memory(p.dst, st.eng, y)}};
+    if (b) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, st.eng, const_cast<float*>(b)));
+    p.mm.execute(st.strm, args);
+    st.strm.wait();
+    return;
+  }
   float beta = accumulate ? 1.f : 0.f;
   if (b && !accumulate) {
     // Seed y with the bias so the GEMM adds onto it (beta = 1).
