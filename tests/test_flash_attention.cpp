@@ -54,11 +54,23 @@ TEST(FlashAttention, MatchesNaiveAcrossShapes) {
     for (bool causal : {false, true}) expect_matches_naive(s, causal, 1.f);
 }
 
+TEST(FlashAttention, MatchesNaiveAcrossBlockBoundaries) {
+  // Query blocks of 64, key blocks of 128 and micro-tiles of 6 keys / head dims: counts just off
+  // every multiple, several key blocks per query block, and 77-key cross attention.
+  const AttentionShape shapes[] = {
+      {1, 129, 257, 2, 40}, {1, 64, 128, 1, 8},   {2, 63, 127, 2, 64},  {1, 200, 77, 2, 40},
+      {1, 257, 131, 1, 80}, {1, 70, 385, 1, 160}, {1, 191, 190, 1, 13}, {1, 128, 129, 1, 6},
+  };
+  for (const auto& s : shapes)
+    for (bool causal : {false, true}) expect_matches_naive(s, causal, 1.f);
+}
+
 TEST(FlashAttention, MatchesNaiveWithPeakedScores) {
   // Large logits make the running max jump between key blocks, exercising the rescaling.
   for (bool causal : {false, true}) {
     expect_matches_naive({1, 90, 250, 2, 40}, causal, 3.f);
     expect_matches_naive({1, 77, 77, 8, 64}, causal, 3.f);
+    expect_matches_naive({1, 140, 400, 1, 80}, causal, 4.f);
   }
 }
 
