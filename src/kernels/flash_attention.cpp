@@ -169,6 +169,48 @@ struct FlashProblem {
   bool causal;
 };
 
+// The first min(count, 16) lanes.
+__mmask16 lanes_below(int64_t count) {
+  if (count <= 0) return 0;
+  if (count >= kLanes) return 0xFFFF;
+  return static_cast<__mmask16>((1u << count) - 1);
+}
+
+// In-register transpose of a 16 x 16 block (full-mask shuffle forms, see vmax).
+void transpose16(__m512* r) {
+  __m512 t[kLanes];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_mask_unpacklo_ps(r[2 * i], 0xFFFF, r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_mask_unpackhi_ps(r[2 * i], 0xFFFF, r[2 * i], r[2 * i + 1]);
+  }
+  const auto lo = [](__m512 a, __m512 b) {
+    const __m512d x = _mm512_castps_pd(a);
+    return _mm512_castpd_ps(_mm512_mask_unpacklo_pd(x, 0xFF, x, _mm512_castps_pd(b)));
+  };
+  const auto hi = [](__m512 a, __m512 b) {
+    const __m512d x = _mm512_castps_pd(a);
+    return _mm512_castpd_ps(_mm512_mask_unpackhi_pd(x, 0xFF, x, _mm512_castps_pd(b)));
+  };
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = lo(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = hi(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = lo(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = hi(t[4 * i + 1], t[4 * i + 3]);
+  }
+  // r[4i + k], 128-bit lane L now holds column 4L + k of rows 4i .. 4i + 3.
+  for (int k = 0; k < 4; ++k) {
+    const __m512 t0 = _mm512_mask_shuffle_f32x4(r[k], 0xFFFF, r[k], r[4 + k], 0x88);
+    const __m512 t1 = _mm512_mask_shuffle_f32x4(r[k], 0xFFFF, r[k], r[4 + k], 0xDD);
+    const __m512 t2 = _mm512_mask_shuffle_f32x4(r[8 + k], 0xFFFF, r[8 + k], r[12 + k], 0x88);
+    const __m512 t3 = _mm512_mask_shuffle_f32x4(r[8 + k], 0xFFFF, r[8 + k], r[12 + k], 0xDD);
+    t[k] = _mm512_mask_shuffle_f32x4(t0, 0xFFFF, t0, t2, 0x88);
+    t[8 + k] = _mm512_mask_shuffle_f32x4(t0, 0xFFFF, t0, t2, 0xDD);
+    t[4 + k] = _mm512_mask_shuffle_f32x4(t1, 0xFFFF, t1, t3, 0x88);
+    t[12 + k] = _mm512_mask_shuffle_f32x4(t1, 0xFFFF, t1, t3, 0xDD);
+  }
+  for (int i = 0; i < kLanes; ++i) r[i] = t[i];
+}
+
 // Lanes of query vector c (queries q0 + 16c ..) that may see key kj under the causal mask.
 __mmask16 causal_lanes(int64_t kj, int64_t q0, int c) {
   const int64_t first = kj - q0 - c * kLanes;  // first lane whose query index is >= kj
@@ -180,11 +222,31 @@ __mmask16 causal_lanes(int64_t kj, int64_t q0, int c) {
 void flash_task(FlashScratch& w, const FlashProblem& pb, int64_t b, int64_t h, int64_t q0) {
   const int64_t D = pb.D, C = pb.C;
   const int64_t nq = std::min(kQueryBlock, pb.Tq - q0);
-  // Q^T block, pre-scaled; padding queries are zero so they compute harmless finite values.
-  std::fill(w.qt.begin(), w.qt.end(), 0.f);
+  // Cross attention (77 keys) does little work per query, so misses on Q and the output rows
+  // matter: fetch the next block's Q rows and this block's output rows while computing.
   for (int64_t r = 0; r < nq; ++r) {
-    const float* src = pb.q + (b * pb.Tq + q0 + r) * C + h * D;
-    for (int64_t d = 0; d < D; ++d) w.qt[d * kQueryBlock + r] = src[d] * pb.scale;
+    const int64_t next = q0 + kQueryBlock + r;
+    for (int64_t d = 0; d < D + kLanes; d += kLanes) {
+      const int64_t dd = std::min(d, D - 1);
+      if (next < pb.Tq) __builtin_prefetch(pb.q + (b * pb.Tq + next) * C + h * D + dd, 0, 2);
+      __builtin_prefetch(pb.out + (b * pb.Tq + q0 + r) * C + h * D + dd, 1, 2);
+    }
+  }
+  // Q^T block, pre-scaled; padding queries are zero so they compute harmless finite values.
+  const __m512 scale = _mm512_set1_ps(pb.scale);
+  for (int c = 0; c < kQVec; ++c) {
+    const int64_t rows = std::clamp<int64_t>(nq - c * kLanes, 0, kLanes);
+    const float* src = pb.q + (b * pb.Tq + q0 + c * kLanes) * C + h * D;
+    for (int64_t d0 = 0; d0 < D; d0 += kLanes) {
+      const __mmask16 dims = lanes_below(D - d0);
+      __m512 t[kLanes];
+      for (int64_t r = 0; r < kLanes; ++r)
+        t[r] = r < rows ? _mm512_maskz_loadu_ps(dims, src + r * C + d0) : _mm512_setzero_ps();
+      transpose16(t);
+      for (int64_t i = 0; i < std::min(kLanes, D - d0); ++i)
+        _mm512_storeu_ps(w.qt.data() + (d0 + i) * kQueryBlock + c * kLanes,
+                         _mm512_mul_ps(scale, t[i]));
+    }
   }
   std::fill(w.ot.begin(), w.ot.end(), 0.f);
   __m512 row_max[kQVec], row_sum[kQVec];
@@ -245,9 +307,21 @@ void flash_task(FlashScratch& w, const FlashProblem& pb, int64_t b, int64_t h, i
   alignas(64) float inv[kQueryBlock];
   for (int c = 0; c < kQVec; ++c)
     _mm512_store_ps(inv + c * kLanes, _mm512_div_ps(_mm512_set1_ps(1.f), row_sum[c]));
-  for (int64_t r = 0; r < nq; ++r) {
-    float* dst = pb.out + (b * pb.Tq + q0 + r) * C + h * D;
-    for (int64_t d = 0; d < D; ++d) dst[d] = w.ot[d * kQueryBlock + r] * inv[r];
+  for (int c = 0; c < kQVec; ++c) {
+    const int64_t rows = std::clamp<int64_t>(nq - c * kLanes, 0, kLanes);
+    float* dst = pb.out + (b * pb.Tq + q0 + c * kLanes) * C + h * D;
+    const __m512 f = _mm512_loadu_ps(inv + c * kLanes);
+    for (int64_t d0 = 0; d0 < D; d0 += kLanes) {
+      const int64_t dims = std::min(kLanes, D - d0);
+      __m512 t[kLanes];
+      for (int64_t i = 0; i < kLanes; ++i)
+        t[i] = i < dims ? _mm512_mul_ps(
+                              f, _mm512_loadu_ps(w.ot.data() + (d0 + i) * kQueryBlock + c * kLanes))
+                        : _mm512_setzero_ps();
+      transpose16(t);
+      for (int64_t r = 0; r < rows; ++r)
+        _mm512_mask_storeu_ps(dst + r * C + d0, lanes_below(dims), t[r]);
+    }
   }
 }
 }  // namespace
