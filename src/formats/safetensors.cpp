@@ -136,6 +136,17 @@ const TensorView& SafetensorsFile::get(const std::string& name) const {
   return *v;
 }
 
+bool SafetensorsFile::release_pages(const void* p, size_t n) const {
+  const auto* base = static_cast<const uint8_t*>(map_);
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (!map_ || b < base || b + n > base + size_) return false;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(b) + page - 1) & ~(page - 1);
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(b) + n) & ~(page - 1);
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  return true;
+}
+
 Tensor SafetensorsFile::to_f32(const std::string& name) const {
   const TensorView& v = get(name);
   Tensor t(v.shape);

@@ -41,6 +41,9 @@ class SafetensorsFile {
   // Copies a tensor into fp32 (any float/int dtype).
   Tensor to_f32(const std::string& name) const;
   size_t file_size() const { return size_; }
+  // Drops the mapped pages wholly inside [p, p + n) from the process's resident set (they are
+  // read from the file again if touched). False, doing nothing, if the range is not in this file.
+  bool release_pages(const void* p, size_t n) const;
 
  private:
   std::string path_;

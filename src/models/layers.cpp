@@ -56,15 +56,23 @@ Tensor Conv2d::operator()(const Tensor& x) const {
                                                    " does not have " + std::to_string(in) +
                                                    " channels");
   if (InputObserver* o = observer()) o->observe(*this, x, k::conv2d_flops(x.shape(), p));
-  if (int8_) return (*int8_)(x);
+  if (int8_) {
+    const size_t prepared = int8_->weight_bytes();
+    Tensor y = (*int8_)(x);
+    // A new weight layout was made from the fp32 weight: the file's pages are not needed again
+    // until the next one, so they need not stay resident.
+    if (int8_->weight_bytes() != prepared) w.release_pages();
+    return y;
+  }
   const float* bias = b.valid() ? b.f32() : nullptr;  // small: never the scratch buffer
-  if (w.compressed() && k::fused_lut_enabled())  // expand into the packing, no dense copy
+  if (w.compressed() && k::fused_lut_enabled())       // expand into the packing, no dense copy
     return k::packed_conv2d(x, k::WeightSource::compressed(*w.compressed_view()), bias, p);
   return k::conv2d(x, w.f32(), bias, p);
 }
 
 void Linear::enable_int8(const k::ActQuant& a) {
   int8_ = std::make_shared<const k::Int8Linear>(w.f32(), b.valid() ? b.f32() : nullptr, in, out, a);
+  w.release_pages();  // the int8 copy is all the layer reads from now on
 }
 
 void Conv2d::enable_int8(const k::ActQuant& a) {
@@ -73,6 +81,7 @@ void Conv2d::enable_int8(const k::ActQuant& a) {
   const Param weight = w;
   int8_ = std::make_shared<const k::Int8Conv2d>([weight] { return weight.f32(); },
                                                 b.valid() ? b.f32() : nullptr, in, p, a);
+  w.release_pages();  // read again only for a new weight layout (see operator())
 }
 
 void GroupNorm::load(const WeightStore& ws, const std::string& path, int64_t channels_,

@@ -66,6 +66,15 @@ const float* Param::f32() const {
 
 void WeightStore::AlignedFree::operator()(float* p) const { std::free(p); }
 
+void Param::release_pages() const {
+  if (store_ && view_ && !copy_) store_->release_pages(*view_);
+}
+
+void WeightStore::release_pages(const TensorView& v) const {
+  for (const auto& f : files_)
+    if (f->release_pages(v.data, v.nbytes)) return;
+}
+
 float* WeightStore::scratch(size_t n) const {
   if (n > scratch_n_) {
     size_t bytes = (n * 4 + 63) / 64 * 64;

@@ -37,6 +37,8 @@ class Param {
   const Shape& shape() const { return cview_ ? cview_->shape : view_->shape; }
   int64_t numel() const { return shape_numel(shape()); }
   // fp32 data. For large non-F32 tensors the pointer is valid until the next large expansion.
+  // See WeightStore::release_pages (uncompressed tensors from files only).
+  void release_pages() const;
   const float* f32() const;
 
  private:
@@ -84,6 +86,10 @@ class WeightStore {
   // yields its complete tensor list, e.g. to write random-weight models of a given config.
   using Synthesizer = std::function<TensorView(const std::string& name, const Shape& shape)>;
   void set_synthesizer(Synthesizer make) { synth_ = std::move(make); }
+
+  // Drops the file pages of a mapped tensor from the resident set (e.g. once int8 copies of it are
+  // made); they come back from the file if read again. Tensors not from a file are left alone.
+  void release_pages(const TensorView& v) const;
 
   // Scratch for expanding large weights to fp32 (see Param::f32).
   float* scratch(size_t n) const;

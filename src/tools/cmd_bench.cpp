@@ -1,5 +1,6 @@
 // `sdpal bench`: times UNet forwards of a diffusers model and relates them to the analytic FLOP
 // count (models/flops.h) and to this CPU's fp32 peak, measured with an AVX-512 FMA loop.
+#include <malloc.h>
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -367,6 +368,7 @@ void run(const Options& o) {
       int8_layers = apply_int8_calibration(unet, read_int8_calibration(cal), cal);
     }
     if (c.tome > 0) unet.set_tome({.ratio = c.tome, .max_downsample = o.tome_max_downsample});
+    malloc_trim(0);    // give back what earlier configurations freed
     reset_peak_rss();  // from here: resident weights + what the steps need
     std::printf("\n[%s] %s%s, ready in %.1f s\n", c.label.c_str(), weights.description().c_str(),
                 c.int8 ? (", " + std::to_string(int8_layers) + " int8 layers").c_str() : "",
