@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace sdpal {
 
@@ -537,24 +538,12 @@ Analysis Analysis::from_json(const ojson& j, const std::string& where, bool requ
 int64_t Analysis::group_size_for_metadata() const { return settings ? settings->group_size : 0; }
 
 Analysis read_analysis(const std::string& path, bool require_settings) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open analysis file " + path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  ojson j;
-  try {
-    j = ojson::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path + ": not valid JSON (corrupted or truncated analysis file?): " + e.what());
-  }
+  const ojson j = read_json_document(path, "analysis");
   return Analysis::from_json(j, path, require_settings);
 }
 
 void write_analysis(const std::string& path, const Analysis& a) {
-  const std::string t = a.to_json().dump(2) + "\n";
-  write_file_atomic(path, [&](std::FILE* f) {
-    if (std::fwrite(t.data(), 1, t.size(), f) != t.size()) fail("cannot write " + path);
-  });
+  write_json_document(path, a.to_json());
 }
 
 }  // namespace sdpal

@@ -14,6 +14,7 @@
 #include "compression/quality.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_file.h"
 #include "models/unet.h"
 #include "pipeline/generate.h"
 
@@ -296,24 +297,12 @@ Int8Analysis Int8Analysis::from_json(const ojson& j, const std::string& where) {
 }
 
 Int8Analysis read_int8_analysis(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open int8 analysis file " + path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  ojson j;
-  try {
-    j = ojson::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path + ": not valid JSON (corrupted or truncated analysis file?): " + e.what());
-  }
+  const ojson j = read_json_document(path, "int8 analysis");
   return Int8Analysis::from_json(j, path);
 }
 
 void write_int8_analysis(const std::string& path, const Int8Analysis& a) {
-  const std::string t = a.to_json().dump(2) + "\n";
-  write_file_atomic(path, [&](std::FILE* f) {
-    if (std::fwrite(t.data(), 1, t.size(), f) != t.size()) fail("cannot write " + path);
-  });
+  write_json_document(path, a.to_json());
 }
 
 std::string int8_calibration_digest(const Int8Calibration& c) {

@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_file.h"
 #include "models/unet.h"
 
 namespace fs = std::filesystem;
@@ -38,7 +39,15 @@ std::pair<float, float> min_max(const float* x, int64_t n) {
     lo = _mm512_min_ps(v, lo);  // NaN in v: keeps lo
     hi = _mm512_max_ps(v, hi);
   }
-  float mn = _mm512_reduce_min_ps(lo), mx = _mm512_reduce_max_ps(hi);
+  // Lanes through memory: GCC 12's _mm512_reduce_* trip -Wuninitialized in its own header.
+  alignas(64) float l[16], h[16];
+  _mm512_store_ps(l, lo);
+  _mm512_store_ps(h, hi);
+  float mn = l[0], mx = h[0];
+  for (int k = 1; k < 16; ++k) {
+    mn = std::min(mn, l[k]);
+    mx = std::max(mx, h[k]);
+  }
   for (; i < n; ++i) {
     mn = std::min(mn, x[i]);
     mx = std::max(mx, x[i]);
@@ -120,24 +129,12 @@ Int8Calibration Int8Calibration::from_json(const ojson& j, const std::string& wh
 }
 
 Int8Calibration read_int8_calibration(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open int8 calibration file " + path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  ojson j;
-  try {
-    j = ojson::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path + ": not valid JSON (corrupted or truncated calibration file?): " + e.what());
-  }
+  const ojson j = read_json_document(path, "int8 calibration");
   return Int8Calibration::from_json(j, path);
 }
 
 void write_int8_calibration(const std::string& path, const Int8Calibration& c) {
-  const std::string t = c.to_json().dump(2) + "\n";
-  write_file_atomic(path, [&](std::FILE* f) {
-    if (std::fwrite(t.data(), 1, t.size(), f) != t.size()) fail("cannot write " + path);
-  });
+  write_json_document(path, c.to_json());
 }
 
 std::string default_int8_calibration_path(const std::string& model_path) {

@@ -1,0 +1,15 @@
+// JSON documents of our own (analyses, calibrations): read with their key order kept, errors that
+// name the file and what it should have been, and atomic writes.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace sdpal {
+
+// `what` names the document in errors: "cannot open <what> file P" / "P: not valid JSON
+// (corrupted or truncated <what> file?)".
+nlohmann::ordered_json read_json_document(const std::string& path, const std::string& what);
+// Pretty-printed (2 spaces, final newline), via write_file_atomic.
+void write_json_document(const std::string& path, const nlohmann::ordered_json& j);
+
+}  // namespace sdpal
