@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "compression/analysis.h"
+#include "pipeline/generate.h"
 #include "pipeline/sd_model.h"
 
 namespace sdpal {
@@ -66,5 +67,21 @@ Analysis merge_analyses(const std::vector<std::string>& inputs, const std::strin
 // is `test`'s. For checking an applied recipe against its recorded PSNR.
 std::vector<double> measure_against(const StableDiffusion& reference, const StableDiffusion& test,
                                     const AnalysisSettings& s);
+
+// The generation of analysis run `run` (prompt run / #seeds with seed run % #seeds), for any
+// settings with the analysis fields (AnalysisSettings, Int8AnalysisSettings).
+template <class Settings>
+GenerateParams analysis_run_params(const Settings& s, size_t run) {
+  GenerateParams p;
+  p.prompts = {s.prompts[run / s.seeds.size()]};
+  p.seed = s.seeds[run % s.seeds.size()];
+  p.width = s.width;
+  p.height = s.height;
+  p.steps = s.steps;
+  p.cfg_scale = s.cfg_scale;
+  p.sampler = s.sampler;
+  p.timestep_spacing = s.timestep_spacing;
+  return p;
+}
 
 }  // namespace sdpal

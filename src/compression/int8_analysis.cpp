@@ -124,16 +124,8 @@ class Runs {
 
  private:
   Tensor latents(const UNet& unet, size_t run) const {
-    GenerateParams p;
-    p.prompts = {s_.prompts[run / s_.seeds.size()]};
-    p.seed = s_.seeds[run % s_.seeds.size()];
-    p.width = s_.width;
-    p.height = s_.height;
-    p.steps = s_.steps;
-    p.cfg_scale = s_.cfg_scale;
-    p.sampler = s_.sampler;
-    p.timestep_spacing = s_.timestep_spacing;
-    return denoise_latents(m_, unet, contexts_[run / s_.seeds.size()], p);
+    return denoise_latents(m_, unet, contexts_[run / s_.seeds.size()],
+                           analysis_run_params(s_, run));
   }
   const StableDiffusion& m_;
   const Int8AnalysisSettings& s_;
