@@ -1,4 +1,5 @@
 // sdpal command-line entry point: dispatches to the registered subcommands.
+#include <malloc.h>
 #include <omp.h>
 #include <unistd.h>
 
@@ -36,6 +37,13 @@ int main(int argc, char** argv) {
     setenv("OMP_WAIT_POLICY", "passive", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
   }
+  // Activations are allocated and freed layer by layer. glibc's defaults give large blocks back to
+  // the kernel when freed and take fresh ones (page faults, zeroing) at the next malloc; keeping
+  // blocks up to 32 MB in the heap, and the heap from being trimmed below 1 GiB, made an int8
+  // SD 1.5 step 15 % faster (1.51 vs 1.76-1.85 s at 512x512). Peak RSS is unchanged: it is the
+  // peak.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CLI::App app{"sdpal " SDPAL_VERSION
                " - Stable Diffusion runtime and compression toolkit for CPUs"};
   app.set_version_flag("--version", "sdpal " SDPAL_VERSION);
