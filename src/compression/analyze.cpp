@@ -68,26 +68,11 @@ std::string weights_fingerprint(const WeightStore& ws) {
   return b;
 }
 
-// Text embeddings, noise and reference latents of every run, computed once; measures UNets.
-class Measurer {
+// The analysis runs, also measuring with some weights replaced by compressed ones.
+class Measurer : public AnalysisRuns<AnalysisSettings> {
  public:
-  Measurer(const StableDiffusion& m, const AnalysisSettings& s) : m_(m), s_(s) {
-    const bool cfg = s.cfg_scale > 1.f;
-    const Tensor uncond = encode_prompts(m, {""}, 1, nullptr);
-    for (const auto& p : s.prompts) {
-      const Tensor cond = encode_prompts(m, {p}, 1, nullptr);
-      contexts_.push_back(cfg ? concat0({&uncond, &cond}) : cond);
-    }
-    for (size_t r = 0; r < s.runs(); ++r) reference_.push_back(latents(*m.unet, r));
-  }
-
-  // Per-run recorded PSNR of `unet`'s final latents against the reference.
-  std::vector<double> measure(const UNet& unet) const {
-    std::vector<double> r;
-    for (size_t i = 0; i < s_.runs(); ++i)
-      r.push_back(recorded_psnr(psnr(reference_[i], latents(unet, i))));
-    return r;
-  }
+  using AnalysisRuns::AnalysisRuns;
+  using AnalysisRuns::measure;
 
   // The same with some weights replaced (layer -> compressed weight), the rest shared.
   std::vector<double> measure(const std::map<std::string, CompressedView>& replaced) const {
@@ -102,16 +87,6 @@ class Measurer {
     const UNet unet(ws, m_.unet->config());
     return measure(unet);
   }
-
- private:
-  Tensor latents(const UNet& unet, size_t run) const {
-    return denoise_latents(m_, unet, contexts_[run / s_.seeds.size()],
-                           analysis_run_params(s_, run));
-  }
-
-  const StableDiffusion& m_;
-  const AnalysisSettings& s_;
-  std::vector<Tensor> contexts_, reference_;
 };
 
 // Palettized layers, computed on first use and kept while they fit the cache budget.

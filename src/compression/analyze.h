@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "compression/analysis.h"
+#include "compression/quality.h"
 #include "pipeline/generate.h"
 #include "pipeline/sd_model.h"
 
@@ -83,5 +84,37 @@ GenerateParams analysis_run_params(const Settings& s, size_t run) {
   p.timestep_spacing = s.timestep_spacing;
   return p;
 }
+
+// Text embeddings and reference latents of every analysis run, computed once; measures UNets by
+// the per-run recorded PSNR of their final latents against the reference (the model's own UNet).
+template <class Settings>
+class AnalysisRuns {
+ public:
+  AnalysisRuns(const StableDiffusion& m, const Settings& s) : m_(m), s_(s) {
+    const bool cfg = s.cfg_scale > 1.f;
+    const Tensor uncond = encode_prompts(m, {""}, 1, nullptr);
+    for (const auto& p : s.prompts) {
+      const Tensor cond = encode_prompts(m, {p}, 1, nullptr);
+      contexts_.push_back(cfg ? concat0({&uncond, &cond}) : cond);
+    }
+    for (size_t r = 0; r < s.runs(); ++r) reference_.push_back(latents(*m.unet, r));
+  }
+
+  std::vector<double> measure(const UNet& unet) const {
+    std::vector<double> r;
+    for (size_t i = 0; i < s_.runs(); ++i)
+      r.push_back(recorded_psnr(psnr(reference_[i], latents(unet, i))));
+    return r;
+  }
+
+ protected:
+  Tensor latents(const UNet& unet, size_t run) const {
+    return denoise_latents(m_, unet, contexts_[run / s_.seeds.size()],
+                           analysis_run_params(s_, run));
+  }
+  const StableDiffusion& m_;
+  const Settings& s_;
+  std::vector<Tensor> contexts_, reference_;
+};
 
 }  // namespace sdpal

@@ -103,34 +103,7 @@ double noise_of(const std::vector<double>& db) {
   return n / static_cast<double>(db.size());
 }
 
-// Text embeddings and reference latents of every run, computed once; measures UNets.
-class Runs {
- public:
-  Runs(const StableDiffusion& m, const Int8AnalysisSettings& s) : m_(m), s_(s) {
-    const bool cfg = s.cfg_scale > 1.f;
-    const Tensor uncond = encode_prompts(m, {""}, 1, nullptr);
-    for (const auto& p : s.prompts) {
-      const Tensor cond = encode_prompts(m, {p}, 1, nullptr);
-      contexts_.push_back(cfg ? concat0({&uncond, &cond}) : cond);
-    }
-    for (size_t r = 0; r < s.runs(); ++r) reference_.push_back(latents(*m.unet, r));
-  }
-  std::vector<double> measure(const UNet& unet) const {
-    std::vector<double> r;
-    for (size_t i = 0; i < s_.runs(); ++i)
-      r.push_back(recorded_psnr(psnr(reference_[i], latents(unet, i))));
-    return r;
-  }
-
- private:
-  Tensor latents(const UNet& unet, size_t run) const {
-    return denoise_latents(m_, unet, contexts_[run / s_.seeds.size()],
-                           analysis_run_params(s_, run));
-  }
-  const StableDiffusion& m_;
-  const Int8AnalysisSettings& s_;
-  std::vector<Tensor> contexts_, reference_;
-};
+using Runs = AnalysisRuns<Int8AnalysisSettings>;
 
 // A UNet sharing m's weights whose int8 layers are set per measurement.
 class Int8Unet {
