@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/profile.h"
+#include "kernels/dnnl_engine.h"
 #include "kernels/gemm.h"
 
 namespace sdpal::k {
@@ -28,7 +29,7 @@ using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int
                        int, int, bool>;
 
 struct Dnnl {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::engine eng = dnnl_cpu_engine();  // a handle to the shared engine
   dnnl::stream strm{eng};
   std::map<Key, ConvPrimitive> cache;
   std::vector<float> blocked_weights;

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/profile.h"
+#include "kernels/dnnl_engine.h"
 
 namespace sdpal::k {
 
@@ -36,7 +37,7 @@ struct MatmulPrimitive {
 };
 
 struct MatmulState {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::engine eng = dnnl_cpu_engine();  // a handle to the shared engine
   dnnl::stream strm{eng};
   std::map<std::tuple<int64_t, int64_t, int64_t, bool>, MatmulPrimitive> cache;
   std::vector<float> blocked_weights;

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/profile.h"
+#include "kernels/dnnl_engine.h"
 
 namespace sdpal::k {
 
@@ -15,11 +16,6 @@ namespace {
 
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
-
-dnnl::engine& engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
 
 bool is_pointwise(const Conv2dParams& p) {
   return p.kh == 1 && p.kw == 1 && p.stride == 1 && !p.pad_t && !p.pad_l && !p.pad_b && !p.pad_r;
@@ -73,7 +69,7 @@ struct Int8Conv2d::State {
     const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
                                                dnnl::algorithm::convolution_direct, src, wany, b,
                                                dst, strides, pl, pr);
-    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine());
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, dnnl_cpu_engine());
     Prim prim{dnnl::convolution_forward(pd), layouts.size()};
     for (size_t i = 0; i < layouts.size(); ++i)
       if (layouts[i].desc == pd.weights_desc()) prim.layout = i;
@@ -85,9 +81,10 @@ struct Int8Conv2d::State {
     const float* w = source();
     SDPAL_CHECK(w, "int8 conv2d: the weight source returned no data");
     Int8Weights q = quantize_weights_s8(w, p.cout, cin * p.kh * p.kw);
-    Layout l{desc, dnnl::memory(desc, engine())};
-    dnnl::memory plain({{p.cout, cin, p.kh, p.kw}, dt::s8, tag::oihw}, engine(), q.q.data());
-    dnnl::stream strm(engine());
+    Layout l{desc, dnnl::memory(desc, dnnl_cpu_engine())};
+    dnnl::memory plain({{p.cout, cin, p.kh, p.kw}, dt::s8, tag::oihw}, dnnl_cpu_engine(),
+                       q.q.data());
+    dnnl::stream strm(dnnl_cpu_engine());
     dnnl::reorder(plain, l.weights).execute(strm, plain, l.weights);
     strm.wait();
     layouts.push_back(std::move(l));
@@ -185,10 +182,10 @@ Tensor Int8Conv2d::operator()(const Tensor& x) const {
   quantize_u8(x.data(), x.numel(), s.act, q);
   std::lock_guard<std::mutex> lock(s.mu);
   const State::Prim& prim = s.primitive(N, H, W, Ho, Wo);
-  dnnl::memory src({{N, s.cin, H, W}, dt::u8, tag::nhwc}, engine(), q);
-  dnnl::memory dst({{N, p.cout, Ho, Wo}, dt::f32, tag::nhwc}, engine(), y.data());
-  dnnl::memory bias({{p.cout}, dt::f32, tag::x}, engine(), s.bias.data());
-  dnnl::stream strm(engine());
+  dnnl::memory src({{N, s.cin, H, W}, dt::u8, tag::nhwc}, dnnl_cpu_engine(), q);
+  dnnl::memory dst({{N, p.cout, Ho, Wo}, dt::f32, tag::nhwc}, dnnl_cpu_engine(), y.data());
+  dnnl::memory bias({{p.cout}, dt::f32, tag::x}, dnnl_cpu_engine(), s.bias.data());
+  dnnl::stream strm(dnnl_cpu_engine());
   prim.conv.execute(strm, {{DNNL_ARG_SRC, src},
                            {DNNL_ARG_WEIGHTS, s.layouts[prim.layout].weights},
                            {DNNL_ARG_BIAS, bias},

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/profile.h"
+#include "kernels/dnnl_engine.h"
 
 namespace sdpal::k {
 
@@ -13,11 +14,6 @@ namespace {
 
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
-
-dnnl::engine& engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
 
 }  // namespace
 
@@ -41,7 +37,8 @@ struct Int8Linear::State {
     attr.set_output_scales(1 << 1, oscale);
     const dnnl::memory::desc src({M, in}, dt::u8, tag::ab), dst({M, out}, dt::f32, tag::ab);
     const dnnl::memory::desc b({1, out}, dt::f32, tag::ab);
-    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w, b, dst), attr, engine());
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w, b, dst), attr,
+                                        dnnl_cpu_engine());
   }
 
   const dnnl::matmul& primitive(int64_t M) {
@@ -74,10 +71,10 @@ Int8Linear::Int8Linear(const float* w, const float* bias, int64_t in, int64_t ou
     s.bias[o] = static_cast<float>(b - static_cast<double>(act.zero_point) * sum);
   }
   s.wdesc = s.make_pd(256, dnnl::memory::desc({in, out}, dt::s8, tag::any)).weights_desc();
-  s.weights = dnnl::memory(s.wdesc, engine());
+  s.weights = dnnl::memory(s.wdesc, dnnl_cpu_engine());
   // The [out, in] row-major weight is the [in, out] matrix in "ba" order.
-  dnnl::memory plain({{in, out}, dt::s8, tag::ba}, engine(), q.q.data());
-  dnnl::stream strm(engine());
+  dnnl::memory plain({{in, out}, dt::s8, tag::ba}, dnnl_cpu_engine(), q.q.data());
+  dnnl::stream strm(dnnl_cpu_engine());
   dnnl::reorder(plain, s.weights).execute(strm, plain, s.weights);
   strm.wait();
 }
@@ -90,10 +87,10 @@ void Int8Linear::forward(const float* x, int64_t M, float* y) const {
   quantize_u8(x, M * s.in, s.act, q);
   std::lock_guard<std::mutex> lock(s.mu);
   const dnnl::matmul& mm = s.primitive(M);
-  dnnl::memory src({{M, s.in}, dt::u8, tag::ab}, engine(), q);
-  dnnl::memory dst({{M, s.out}, dt::f32, tag::ab}, engine(), y);
-  dnnl::memory bias({{1, s.out}, dt::f32, tag::ab}, engine(), s.bias.data());
-  dnnl::stream strm(engine());
+  dnnl::memory src({{M, s.in}, dt::u8, tag::ab}, dnnl_cpu_engine(), q);
+  dnnl::memory dst({{M, s.out}, dt::f32, tag::ab}, dnnl_cpu_engine(), y);
+  dnnl::memory bias({{1, s.out}, dt::f32, tag::ab}, dnnl_cpu_engine(), s.bias.data());
+  dnnl::stream strm(dnnl_cpu_engine());
   mm.execute(strm, {{DNNL_ARG_SRC, src},
                     {DNNL_ARG_WEIGHTS, s.weights},
                     {DNNL_ARG_BIAS, bias},
