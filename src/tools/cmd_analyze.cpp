@@ -55,6 +55,33 @@ void run_merge(const AnalyzeArgs& a) {
 
 // --int8: measures every calibrated layer alone in int8, then (--target-psnr) picks the layers
 // to run int8 and writes them into the calibration file.
+// The runs both analyses simulate (prompts x seeds, steps, size, guidance, sampler).
+template <class Settings>
+void set_run_settings(const AnalyzeArgs& a, Settings& s) {
+  if (!a.prompts_file.empty()) s.prompts = read_prompts_file(a.prompts_file);
+  s.seeds = a.seeds;
+  s.steps = a.steps;
+  s.width = a.width;
+  s.height = a.height;
+  s.cfg_scale = a.cfg;
+  s.sampler = a.sampler;
+  s.timestep_spacing = a.timestep_spacing;
+}
+
+// Log lines above the progress bar, measurement counts into it.
+template <class Options>
+void report_to(Progress& bar, Options& o) {
+  o.log = [&bar](const std::string& line) {
+    if (bar.active()) std::fprintf(stderr, "\r\033[K");  // clear the progress line first
+    std::printf("  %s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  o.progress = [&bar](int64_t done, int64_t total) {
+    bar.set_total(static_cast<int>(std::max(total, done)));
+    bar.update(static_cast<int>(done));
+  };
+}
+
 void run_int8(const AnalyzeArgs& a) {
   for (const CLI::Option* opt : a.palette_only)
     SDPAL_CHECK(opt->count() == 0,
@@ -72,14 +99,7 @@ void run_int8(const AnalyzeArgs& a) {
   apply_threads(a.model.threads);
   Int8AnalyzeOptions o;
   Int8AnalysisSettings& s = o.settings;
-  if (!a.prompts_file.empty()) s.prompts = read_prompts_file(a.prompts_file);
-  s.seeds = a.seeds;
-  s.steps = a.steps;
-  s.width = a.width;
-  s.height = a.height;
-  s.cfg_scale = a.cfg;
-  s.sampler = a.sampler;
-  s.timestep_spacing = a.timestep_spacing;
+  set_run_settings(a, s);
   s.target_psnr = a.target_psnr;
   s.min_work_share = a.min_work_share;
   o.model_version = a.model_version;
@@ -90,15 +110,7 @@ void run_int8(const AnalyzeArgs& a) {
   o.calibration =
       a.int8_calibration.empty() ? default_int8_calibration_path(model->path) : a.int8_calibration;
   Progress bar("analyze --int8", 0, !a.quiet);
-  o.log = [&bar](const std::string& line) {
-    if (bar.active()) std::fprintf(stderr, "\r\033[K");
-    std::printf("  %s\n", line.c_str());
-    std::fflush(stdout);
-  };
-  o.progress = [&bar](int64_t done, int64_t total) {
-    bar.set_total(static_cast<int>(std::max(total, done)));
-    bar.update(static_cast<int>(done));
-  };
+  report_to(bar, o);
   std::printf("int8 analysis of %s (calibration %s) -> %s\n", model->path.c_str(),
               o.calibration.c_str(), a.output.c_str());
   std::fflush(stdout);
@@ -124,14 +136,7 @@ void run(const AnalyzeArgs& a) {
   apply_threads(a.model.threads);
   AnalyzeOptions o;
   AnalysisSettings& s = o.settings;
-  if (!a.prompts_file.empty()) s.prompts = read_prompts_file(a.prompts_file);
-  s.seeds = a.seeds;
-  s.steps = a.steps;
-  s.width = a.width;
-  s.height = a.height;
-  s.cfg_scale = a.cfg;
-  s.sampler = a.sampler;
-  s.timestep_spacing = a.timestep_spacing;
+  set_run_settings(a, s);
   s.nbits = a.nbits;
   s.min_elements = a.min_elements;
   s.group_size = resolve_group_size(a.lut, "analyze");
@@ -145,15 +150,7 @@ void run(const AnalyzeArgs& a) {
   o.max_measurements = a.max_measurements;
   auto model = load_model(a.model, false);
   Progress bar("analyze", 0, !a.quiet);
-  o.log = [&bar](const std::string& line) {
-    if (bar.active()) std::fprintf(stderr, "\r\033[K");  // clear the progress line first
-    std::printf("  %s\n", line.c_str());
-    std::fflush(stdout);
-  };
-  o.progress = [&bar](int64_t done, int64_t total) {
-    bar.set_total(static_cast<int>(std::max(total, done)));
-    bar.update(static_cast<int>(done));
-  };
+  report_to(bar, o);
   std::printf("analysing %s -> %s\n", model->path.c_str(), a.output.c_str());
   std::fflush(stdout);
   const AnalyzeOutcome r = analyze_model(*model, o);
