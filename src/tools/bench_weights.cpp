@@ -1,8 +1,5 @@
 #include "tools/bench_weights.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <filesystem>
 #include <regex>
@@ -17,17 +14,6 @@
 namespace sdpal {
 
 namespace fs = std::filesystem;
-
-namespace {
-// Drops the file pages of a converted tensor from this process's resident set: they were read once
-// for the conversion, and counting them would charge every representation with the files' size.
-void release_pages(const TensorView& v) {
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t a = (reinterpret_cast<uintptr_t>(v.data) + page - 1) & ~(page - 1);
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(v.data) + v.nbytes) & ~(page - 1);
-  if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
-}
-}  // namespace
 
 WeightSpec WeightSpec::parse(const std::string& s) {
   WeightSpec w;
@@ -101,7 +87,9 @@ BenchUNetWeights::BenchUNetWeights(const std::string& model_dir, const WeightSpe
     }
     std::vector<float> w(v.numel());
     convert_to_f32(v.dtype, v.data, w.data(), w.size());
-    release_pages(v);
+    // The file pages were read once for the conversion; counting them would charge every form
+    // with the files' size.
+    files_->release_pages(v);
     if (compress && spec.kind == WeightSpec::Kind::Palette) {
       SDPAL_CHECK(spec.group_size == 0 || v.shape[0] % spec.group_size == 0,
                   "bench: group size " + std::to_string(spec.group_size) + " does not divide the " +
