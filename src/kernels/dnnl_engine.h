@@ -4,6 +4,8 @@
 
 namespace sdpal::k {
 
+// Caps oneDNN's instruction set at the kernel level (cpu::level()); once, before any oneDNN call.
+void dnnl_init();
 dnnl::engine& dnnl_cpu_engine();
 
 }  // namespace sdpal::k

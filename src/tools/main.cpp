@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <exception>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "tools/command.h"
 #include "tools/version.h"
@@ -46,7 +47,9 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CLI::App app{"sdpal " SDPAL_VERSION
                " - Stable Diffusion runtime and compression toolkit for CPUs"};
-  app.set_version_flag("--version", "sdpal " SDPAL_VERSION);
+  app.set_version_flag("--version", [] {
+    return std::string("sdpal " SDPAL_VERSION "\n") + sdpal::cpu::describe();
+  });
   app.require_subcommand(1);
   for (const auto& c : sdpal::registered_commands()) c.setup(*app.add_subcommand(c.name, c.help));
   try {
