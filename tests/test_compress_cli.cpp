@@ -545,3 +545,73 @@ TEST_F(CompressCli, ShardedComponent) {
 }
 
 }  // namespace
+
+namespace {
+
+// A model folder laid out as the Hugging Face cache does: real folders, every file a symbolic
+// link (relative, as the hub writes them) into a blob store beside it.
+void link_tree(const fs::path& from, const fs::path& blobs, const fs::path& to) {
+  fs::create_directories(to);
+  for (const auto& e : fs::directory_iterator(from)) {
+    const fs::path dst = to / e.path().filename();
+    if (e.is_directory()) {
+      link_tree(e.path(), blobs, dst);
+      continue;
+    }
+    const fs::path blob = blobs / std::to_string(std::hash<std::string>{}(e.path().string()));
+    fs::copy_file(e.path(), blob);
+    fs::create_symlink(fs::relative(blob, to), dst);
+  }
+}
+
+}  // namespace
+
+TEST_F(CompressCli, SymlinkedModelFolderIsCopiedInsideTheOutput) {
+  SDPAL_REQUIRE_FIXTURES();
+  const fs::path blobs = dir_ / "store" / "blobs", snap = dir_ / "store" / "snapshots" / "abc";
+  fs::create_directories(blobs);
+  link_tree(test::model_dir("tiny-sd1"), blobs, snap);
+  ASSERT_TRUE(fs::is_symlink(snap / "tokenizer" / "vocab.json"));
+  std::set<std::string> store_before;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "store"))
+    store_before.insert(e.path().string());
+
+  CompressOptions o;
+  o.min_elements = 1200;
+  compress_model(snap.string(), path("out"), o);
+  // Every non-weight file is there, as a regular file with the linked file's bytes.
+  for (const char* f : {"model_index.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
+                        "scheduler/scheduler_config.json", "unet/config.json"}) {
+    const fs::path got = fs::path(path("out")) / f;
+    ASSERT_TRUE(fs::exists(got)) << f;
+    EXPECT_FALSE(fs::is_symlink(got)) << f;
+    EXPECT_EQ(read_file(got), read_file(snap / f)) << f;
+  }
+  // Nothing was written beside the links' targets, and the output generates.
+  std::set<std::string> store_after;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "store"))
+    store_after.insert(e.path().string());
+  EXPECT_EQ(store_after, store_before);
+  const auto r = run_cli({"generate", "--model", path("out"), "--prompt", "a cat", "--steps", "2",
+                          "--quiet", "--output", path("cat.png")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(CompressCli, BrokenSymlinkInTheModelIsNamed) {
+  SDPAL_REQUIRE_FIXTURES();
+  const fs::path blobs = dir_ / "blobs", snap = dir_ / "snap";
+  fs::create_directories(blobs);
+  link_tree(test::model_dir("tiny-sd1"), blobs, snap);
+  fs::remove(snap / "tokenizer" / "merges.txt");
+  fs::create_symlink("../../blobs/missing", snap / "tokenizer" / "merges.txt");
+  CompressOptions o;
+  o.min_elements = 1200;
+  try {
+    compress_model(snap.string(), path("out"), o);
+    FAIL() << "a broken link was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("merges.txt is a broken symbolic link"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(path("out")));
+}

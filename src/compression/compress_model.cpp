@@ -275,24 +275,37 @@ void copy_file_writable(const fs::path& from, const fs::path& to) {
   fs::permissions(to, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add);
 }
 
-// Copies everything except the weight files of the known component folders.
+// Copies everything except the weight files of the known component folders. Destinations are
+// built lexically from the path inside the input (a symbolic link, as the Hugging Face cache makes
+// of every file, keeps its own name and place, never its target's), and the link's target's
+// contents are copied, not the link. Nothing is ever written outside `out`.
 void copy_non_weight_files(const fs::path& in, const fs::path& out) {
   std::set<std::string> component_dirs;
   for (const auto& c : model_components()) component_dirs.insert(c.name);
   for (auto it =
            fs::recursive_directory_iterator(in, fs::directory_options::follow_directory_symlink);
        it != fs::recursive_directory_iterator(); ++it) {
-    const fs::path rel = fs::relative(it->path(), in);
+    const fs::path rel = it->path().lexically_relative(in);
+    SDPAL_CHECK(!rel.empty() && rel.is_relative() && *rel.begin() != "..",
+                "compress: " + it->path().string() + " is not inside the input folder " +
+                    in.string());
+    const fs::path dst = (out / rel).lexically_normal();
+    const fs::path inside = dst.lexically_relative(out);
+    SDPAL_CHECK(!inside.empty() && *inside.begin() != "..",
+                "compress: refusing to write " + dst.string() + " outside the output folder");
+    if (it->is_symlink() && !fs::exists(it->path()))
+      fail("compress: " + it->path().string() + " is a broken symbolic link (to " +
+           fs::read_symlink(it->path()).string() + "); fix or remove it and run again");
     if (it->is_directory()) {
-      fs::create_directories(out / rel);
+      fs::create_directories(dst);
       continue;
     }
     if (!it->is_regular_file()) continue;
     const bool in_component =
         std::distance(rel.begin(), rel.end()) == 2 && component_dirs.count(rel.begin()->string());
     if (in_component && is_weight_file(rel.filename().string())) continue;
-    fs::create_directories((out / rel).parent_path());
-    copy_file_writable(it->path(), out / rel);
+    fs::create_directories(dst.parent_path());
+    copy_file_writable(it->path(), dst);
   }
 }
 
