@@ -2,6 +2,9 @@
 // disabled, and kernels report their FLOPs.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "core/profile.h"
 #include "kernels/gemm.h"
 
@@ -13,6 +16,8 @@ TEST(Profile, OutermostScopeCountsOnce) {
   {
     prof::OpScope outer(prof::Op::conv, 100);
     prof::OpScope inner(prof::Op::gemm, 50);  // e.g. a 1x1 convolution running as a GEMM
+    // A sleep lasts at least this long, however busy the machine: a lower bound on the time.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   { prof::OpScope again(prof::Op::gemm, 7); }
   prof::enable(false);
@@ -23,7 +28,8 @@ TEST(Profile, OutermostScopeCountsOnce) {
   EXPECT_EQ(t[int(prof::Op::gemm)].calls, 1);
   EXPECT_EQ(t[int(prof::Op::gemm)].flops, 7);
   EXPECT_EQ(t[int(prof::Op::norm)].calls, 0);
-  EXPECT_GE(t[int(prof::Op::conv)].seconds, 0);
+  EXPECT_GE(t[int(prof::Op::conv)].seconds, 0.019);  // the outer scope holds the sleep
+  EXPECT_LT(t[int(prof::Op::gemm)].seconds, t[int(prof::Op::conv)].seconds);
 }
 
 TEST(Profile, DisabledWhileScopeOpenedIsBalanced) {

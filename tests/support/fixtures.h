@@ -38,7 +38,8 @@ nlohmann::json manifest(const std::string& fixture);
 Case load_case(const std::string& fixture, const std::string& id);
 std::string model_dir(const std::string& fixture);  // <fixtures>/<fixture>/model
 
-// max |a - b|; shapes must match (checked with EXPECT).
+// max |a - b|; shapes must match (checked with EXPECT). +inf when an element is NaN on either
+// side or the shapes differ, so that every bound and every "== 0" check fails.
 double max_abs_diff(const Tensor& a, const Tensor& b);
 // Expects |a-b| <= atol + rtol*|b| everywhere; reports the worst element.
 void expect_close(const Tensor& got, const Tensor& want, double atol, double rtol = 1e-4,
