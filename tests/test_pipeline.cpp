@@ -50,6 +50,10 @@ GenerateParams params_of(const Case& c) {
   p.steps = c.params()["num_inference_steps"];
   p.cfg_scale = c.params()["guidance_scale"].get<float>();
   p.sampler = sampler_of(c, &p.karras);
+  // The fixture generator's base config lacked timestep_spacing (see its README and
+  // _use_default_values), while the folder's scheduler_config.json, written afterwards, pins
+  // "leading": Euler/DPM cases truly ran with their class default, so say so explicitly.
+  p.timestep_spacing = c.params()["scheduler_config"]["timestep_spacing"];
   p.init_noise = c.in("noise");
   if (c.file->has("in.step_noise")) p.step_noise = c.in("step_noise");
   return p;
@@ -119,6 +123,7 @@ TEST_P(PipelineCli, MatchesDiffusers) {
                                      "--cfg-scale",    c.params()["guidance_scale"].dump(),
                                      "--sampler",      p.sampler,
                                      "--schedule",     p.karras ? "karras" : "default",
+                                     "--timestep-spacing", p.timestep_spacing,
                                      "--init-noise",   (dir / "noise.safetensors").string(),
                                      "--save-latents", (dir / "latents.safetensors").string(),
                                      "--output",       (dir / "out.png").string()};
@@ -144,5 +149,31 @@ TEST_P(PipelineCli, MatchesDiffusers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, PipelineCli, ::testing::ValuesIn(all_cases()), case_name);
+
+}  // namespace
+
+namespace {
+
+// diffusers' from_config keeps every key of the model's scheduler config that the chosen class
+// understands: a config that pins timestep_spacing "leading" gives Euler leading timesteps too.
+TEST(PipelineScheduler, ConfigTimestepSpacingIsKeptForOtherSamplers) {
+  SDPAL_REQUIRE_FIXTURES();
+  auto m = StableDiffusion::load(model_dir("tiny-sd1"));
+  ASSERT_EQ(m->scheduler_config.value("timestep_spacing", std::string()), "leading");
+  auto latents = [&](const std::string& spacing) {
+    GenerateParams p;
+    p.prompts = {"a cat"};
+    p.width = p.height = 64;
+    p.steps = 4;
+    p.sampler = "euler";
+    p.seed = 1;
+    p.timestep_spacing = spacing;
+    return generate(*m, p).latents;
+  };
+  const Tensor from_config = latents(""), leading = latents("leading"),
+               linspace = latents("linspace");
+  EXPECT_EQ(max_abs_diff(from_config, leading), 0.0);
+  EXPECT_GT(max_abs_diff(from_config, linspace), 1e-3);
+}
 
 }  // namespace

@@ -72,25 +72,6 @@ Tensor batch_noise(const Tensor& n, const Shape& want, const std::string& what) 
        (per == want ? "" : " (or " + shape_str(per) + ")"));
 }
 
-const char* diffusers_class(const std::string& sampler) {
-  if (sampler == "ddim") return "DDIMScheduler";
-  if (sampler == "euler") return "EulerDiscreteScheduler";
-  if (sampler == "euler_a") return "EulerAncestralDiscreteScheduler";
-  if (sampler == "pndm") return "PNDMScheduler";
-  return "DPMSolverMultistepScheduler";
-}
-
-// A model's scheduler config belongs to one scheduler class. When another sampler is chosen, its
-// own default timestep_spacing applies (what diffusers' from_config does with the SD 1.x/2.x hub
-// configs, which predate that key: Euler/DPM get "linspace", DDIM/PNDM "leading"), unless
-// --timestep-spacing says otherwise.
-nlohmann::json scheduler_config_for(const nlohmann::json& cfg, const std::string& sampler) {
-  nlohmann::json c = cfg;
-  if (c.value("_class_name", std::string()) != diffusers_class(sampler))
-    c.erase("timestep_spacing");
-  return c;
-}
-
 }  // namespace
 
 Tensor encode_prompts(const StableDiffusion& m, const std::vector<std::string>& texts,
@@ -140,7 +121,7 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
   so.karras = p.karras;
   so.eta = p.eta;
   if (!p.timestep_spacing.empty()) so.config_overrides["timestep_spacing"] = p.timestep_spacing;
-  auto sched = make_scheduler(so, scheduler_config_for(m.scheduler_config, p.sampler));
+  auto sched = make_scheduler(so, m.scheduler_config);
   sched->set_timesteps(p.steps);
   TorchCpuRng rng(p.seed);
 

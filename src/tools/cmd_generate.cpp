@@ -22,7 +22,7 @@ namespace {
 struct GenerateArgs {
   ModelArgs model;
   std::string prompt, negative_prompt, output = "out.png", sampler = "euler_a",
-                                       schedule = "default";
+                                       schedule = "default", timestep_spacing;
   int width = 0, height = 0, steps = 20, batch = 1, clip_skip = 1;
   float cfg = 7.5f, strength = 0.75f, eta = 0.f;
   int64_t seed = -1;
@@ -108,6 +108,7 @@ void run(const GenerateArgs& a) {
   SDPAL_CHECK(a.schedule == "default" || a.schedule == "karras",
               "unknown --schedule '" + a.schedule + "' (default or karras)");
   p.karras = a.schedule == "karras";
+  p.timestep_spacing = a.timestep_spacing;
   p.eta = a.eta;
   p.clip_skip = a.clip_skip;
   p.tome = a.tome;
@@ -195,6 +196,10 @@ const bool registered = register_command(
            ->check(CLI::IsMember({"euler_a", "euler", "ddim", "dpmpp_2m", "pndm"}));
        app.add_option("--schedule", a->schedule, "Sigma schedule: default | karras")
            ->capture_default_str();
+       app.add_option("--timestep-spacing", a->timestep_spacing,
+                      "leading | linspace | trailing (default: the model's scheduler config, "
+                      "else the sampler's own default)")
+           ->check(CLI::IsMember({"leading", "linspace", "trailing"}));
        app.add_option("--eta", a->eta, "DDIM eta (0 = deterministic)");
        app.add_option("-s,--seed", a->seed, "Seed (-1: random); same seed, same image")
            ->capture_default_str();
