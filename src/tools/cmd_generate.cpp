@@ -162,10 +162,17 @@ void run(const GenerateArgs& a) {
   if (p.init_image) info.denoising_strength = a.strength;
   if (model->int8_layers > 0) info.extra.emplace_back("int8", "W8A8");
   info.token_merging_ratio = a.tome.ratio;
-  const std::string params = a1111_parameters(info);
+  info.rng = "CPU";  // torch's CPU generator, reimplemented (docs/rng.md)
   for (int i = 0; i < a.batch; ++i) {
+    // A batch is one noise draw of shape [N,4,h,w] from the seed (as diffusers does): image i
+    // is reproduced by the seed, the batch size and its position, as A1111 records them.
+    GenerationInfo mine = info;
+    if (a.batch > 1) {
+      mine.extra.emplace_back("Batch size", std::to_string(a.batch));
+      mine.extra.emplace_back("Batch pos", std::to_string(i));
+    }
     const std::string name = output_name(a.output, i, a.batch);
-    write_png(name, tensor_to_image(r.image01, i), {{"parameters", params}});
+    write_png(name, tensor_to_image(r.image01, i), {{"parameters", a1111_parameters(mine)}});
     if (!a.quiet) std::fprintf(stderr, "wrote %s\n", name.c_str());
   }
   const auto t2 = std::chrono::steady_clock::now();
