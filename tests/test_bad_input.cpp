@@ -250,6 +250,12 @@ TEST_F(BadInput, AbsurdImageSize) {
                  {"--height", "1048576"});
 }
 
+TEST_F(BadInput, PreviewWithoutTaesdIsRefused) {
+  SDPAL_REQUIRE_FIXTURES();
+  expect_failure({"-m", model_dir("tiny-sd1"), "--steps", "1", "--preview", work("p.png")},
+                 {"--preview needs --taesd"});
+}
+
 // ---- inputs given by file ----
 
 TEST_F(BadInput, InitImageMissingNotPngOrTruncated) {

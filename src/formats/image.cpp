@@ -151,4 +151,52 @@ Image resize_lanczos(const Image& image, int width, int height) {
   return out;
 }
 
+namespace {
+
+// Copies the window [x0, x0 + w) x [y0, y0 + h) of `src`, coordinates clamped to the image, so a
+// window larger than the image repeats its edge pixels.
+Image window(const Image& src, int x0, int y0, int w, int h) {
+  Image out;
+  out.width = w;
+  out.height = h;
+  out.text = src.text;
+  out.rgb.resize(static_cast<size_t>(w) * h * 3);
+  for (int y = 0; y < h; ++y) {
+    const int sy = std::clamp(y0 + y, 0, src.height - 1);
+    for (int x = 0; x < w; ++x) {
+      const int sx = std::clamp(x0 + x, 0, src.width - 1);
+      for (int c = 0; c < 3; ++c)
+        out.rgb[(static_cast<size_t>(y) * w + x) * 3 + c] =
+            src.rgb[(static_cast<size_t>(sy) * src.width + sx) * 3 + c];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Image fit_image(const Image& image, int width, int height, ResizeMode mode, std::string* what) {
+  SDPAL_CHECK(width > 0 && height > 0 && image.width > 0 && image.height > 0,
+              "fit_image: invalid size");
+  if (what) what->clear();
+  if (image.width == width && image.height == height) return image;
+  const std::string from = std::to_string(image.width) + "x" + std::to_string(image.height);
+  const std::string to = std::to_string(width) + "x" + std::to_string(height);
+  if (mode == ResizeMode::stretch) {
+    if (what) *what = "resized " + from + " to " + to + " (aspect ratio not kept)";
+    return resize_lanczos(image, width, height);
+  }
+  // Scale factor: cover (crop) or fit inside (fill), then the scaled size rounded.
+  const double sx = double(width) / image.width, sy = double(height) / image.height;
+  const double s = mode == ResizeMode::crop ? std::max(sx, sy) : std::min(sx, sy);
+  const int w = std::max(1, static_cast<int>(std::lround(image.width * s)));
+  const int h = std::max(1, static_cast<int>(std::lround(image.height * s)));
+  const Image scaled = resize_lanczos(image, w, h);
+  if (what)
+    *what = "resized " + from + " to " + std::to_string(w) + "x" + std::to_string(h) +
+            (mode == ResizeMode::crop ? ", cropped to " : ", filled with edge pixels to ") + to +
+            " (aspect ratio kept)";
+  return window(scaled, (w - width) / 2, (h - height) / 2, width, height);
+}
+
 }  // namespace sdpal

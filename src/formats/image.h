@@ -33,4 +33,15 @@ Image tensor_to_image(const Tensor& img01, int index);
 // (22 fractional bits) and an 8-bit intermediate image. Text chunks are kept.
 Image resize_lanczos(const Image& image, int width, int height);
 
+// How an image of another size is fitted to width x height (A1111's img2img resize modes):
+//   stretch: resize to the size, aspect ratio not kept ("Just resize");
+//   crop:    scale to cover the size, keeping the aspect ratio, and cut the overhang evenly from
+//            both sides ("Crop and resize");
+//   fill:    scale to fit inside, keeping the aspect ratio, and fill the bands on both sides with
+//            the edge pixels ("Resize and fill").
+enum class ResizeMode { stretch, crop, fill };
+// Returns the fitted image; `what` (if given) receives a short description of what was done
+// (empty when the image already had the size).
+Image fit_image(const Image& image, int width, int height, ResizeMode mode, std::string* what);
+
 }  // namespace sdpal

@@ -26,7 +26,8 @@ struct GenerateArgs {
   int width = 0, height = 0, steps = 20, batch = 1, clip_skip = 1;
   float cfg = 7.5f, strength = 0.75f, eta = 0.f;
   int64_t seed = -1;
-  std::string init_noise, step_noise, save_latents, init_image, taesd, preview;
+  std::string init_noise, step_noise, save_latents, init_image, taesd, preview,
+      resize_mode = "crop";
   bool quiet = false;
   ToMeOptions tome;
 };
@@ -92,7 +93,12 @@ void run(const GenerateArgs& a) {
   for (int i = 0; i < a.batch; ++i)
     check_output_path(output_name(a.output, i, a.batch), "--output");
   if (!a.save_latents.empty()) check_output_path(a.save_latents, "--save-latents");
-  if (!a.preview.empty()) check_output_path(a.preview, "--preview");
+  if (!a.preview.empty()) {
+    SDPAL_CHECK(!a.taesd.empty(),
+                "--preview needs --taesd DIR: previews are decoded with TAESD's fast decoder "
+                "after every step (the full VAE would cost more than the step itself)");
+    check_output_path(a.preview, "--preview");
+  }
   apply_threads(a.model.threads);
   const auto t0 = std::chrono::steady_clock::now();
   auto model = load_model(a.model, /*need_encoder=*/!a.init_image.empty());
@@ -117,9 +123,13 @@ void run(const GenerateArgs& a) {
   if (!a.step_noise.empty())
     p.step_noise = read_tensor_file(a.step_noise, "step_noise", "--step-noise");
   if (!a.init_image.empty()) {
-    Image img = read_png(a.init_image);
-    if (img.width != p.width || img.height != p.height)
-      img = resize_lanczos(img, p.width, p.height);
+    const ResizeMode mode = a.resize_mode == "stretch" ? ResizeMode::stretch
+                            : a.resize_mode == "fill"  ? ResizeMode::fill
+                                                       : ResizeMode::crop;
+    std::string what;
+    const Image img = fit_image(read_png(a.init_image), p.width, p.height, mode, &what);
+    if (!what.empty() && !a.quiet)
+      std::fprintf(stderr, "sdpal: --init-image %s: %s\n", a.init_image.c_str(), what.c_str());
     p.init_image = image_to_tensor(img);
     p.strength = a.strength;
   }
@@ -229,6 +239,12 @@ const bool registered = register_command(
        app.add_option("--save-latents", a->save_latents,
                       "Also write the final latents (tensor 'latents') to this safetensors file");
        app.add_option("--taesd", a->taesd, "TAESD folder: decode with the tiny autoencoder");
+       app.add_option("--resize-mode", a->resize_mode,
+                      "How --init-image is fitted to --width/--height when its size differs: "
+                      "crop (keep aspect, cut the overhang) | fill (keep aspect, pad with edge "
+                      "pixels) | stretch (ignore aspect)")
+           ->capture_default_str()
+           ->check(CLI::IsMember({"crop", "fill", "stretch"}));
        app.add_option("--preview", a->preview,
                       "With --taesd: write a live preview PNG here after every step "
                       "(the final image then uses the full VAE)");
