@@ -4,7 +4,9 @@
 
 #include <filesystem>
 
+#include "core/error.h"
 #include "formats/checkpoint_keymap.h"
+#include "formats/safetensors.h"
 #include "pipeline/generate.h"
 #include "support/fixtures.h"
 
@@ -24,12 +26,12 @@ TEST_P(SingleFile, SameOutputsAsFolder) {
   const std::string file = (dir / "model.safetensors").string();
   write_single_file(model_dir(fx), file);
 
-  LoadOptions opt;
-  opt.tokenizer_dir = model_dir(fx) + "/tokenizer";  // single files carry no tokenizer
-  if (fx == "tiny-sd2") opt.prediction_type = "v";   // as users pass --prediction-type v
-  auto single = StableDiffusion::load(file, opt);
+  // The single file alone: tokenizer (SD 2 pads with "!") and prediction type are inferred.
+  auto single = StableDiffusion::load(file);
   auto folder = StableDiffusion::load(model_dir(fx));
   EXPECT_EQ(single->kind, folder->kind);
+  EXPECT_EQ(single->tokenizer->pad(), folder->tokenizer->pad());
+  EXPECT_EQ(single->scheduler_config["prediction_type"], folder->scheduler_config["prediction_type"]);
 
   // Golden DDIM case through the single file.
   Case c = load_case(fx, "pipeline_ddim");
@@ -54,5 +56,47 @@ TEST_P(SingleFile, SameOutputsAsFolder) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, SingleFile,
                          ::testing::Values("tiny-sd1", "tiny-sd2", "demo-fashion"));
+
+// Which prediction type a single file gets: --prediction-type, else its ModelSpec metadata, else
+// (SD 2.x) A1111's test of the weights.
+TEST(SingleFilePrediction, MetadataThenOverride) {
+  SDPAL_REQUIRE_FIXTURES();
+  const fs::path dir = fs::temp_directory_path() / "sdpal-single-pred";
+  fs::create_directories(dir);
+  const std::string file = (dir / "model.safetensors").string();
+  write_single_file(model_dir("tiny-sd2"), file);
+  EXPECT_EQ(SafetensorsFile(file).metadata().at("modelspec.prediction_type"), "v");
+  // Rewrite the same tensors with metadata saying epsilon: the loader follows the file.
+  {
+    const SafetensorsFile src(file);
+    std::vector<TensorToWrite> ts;
+    for (const TensorView& v : src.tensors()) ts.push_back({v.name, v.dtype, v.shape, v.data});
+    auto meta = src.metadata();  // the embedded configs stay (tiny shapes need them)
+    meta["modelspec.prediction_type"] = "epsilon";
+    write_safetensors((dir / "eps.safetensors").string(), ts, meta);
+    meta["modelspec.prediction_type"] = "x0";
+    write_safetensors((dir / "bad.safetensors").string(), ts, meta);
+    meta.erase("modelspec.prediction_type");
+    write_safetensors((dir / "none.safetensors").string(), ts, meta);
+  }
+  auto eps = StableDiffusion::load((dir / "eps.safetensors").string());
+  EXPECT_EQ(eps->scheduler_config["prediction_type"], "epsilon");
+  LoadOptions opt;
+  opt.prediction_type = "v";
+  auto forced = StableDiffusion::load((dir / "eps.safetensors").string(), opt);
+  EXPECT_EQ(forced->scheduler_config["prediction_type"], "v_prediction");
+  try {
+    StableDiffusion::load((dir / "bad.safetensors").string());
+    ADD_FAILURE() << "an unknown prediction type in the metadata was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("modelspec.prediction_type is 'x0'"), std::string::npos)
+        << e.what();
+  }
+  // No metadata: the weights decide (random weights here, so only that it is one of the two).
+  auto none = StableDiffusion::load((dir / "none.safetensors").string());
+  const std::string pt = none->scheduler_config["prediction_type"];
+  EXPECT_TRUE(pt == "epsilon" || pt == "v_prediction") << pt;
+  fs::remove_all(dir);
+}
 
 }  // namespace

@@ -534,6 +534,13 @@ void write_single_file(const std::string& model_dir, const std::string& out_path
   }
 
   std::map<std::string, std::string> metadata = {{"format", "pt"}};
+  // What the file predicts, in Stability's ModelSpec metadata (as their own releases and kohya's
+  // tools write it): a single file has no scheduler config to say so.
+  const fs::path sched = dir / "scheduler" / "scheduler_config.json";
+  if (fs::exists(sched)) {
+    const std::string pt = read_config(sched).value("prediction_type", std::string("epsilon"));
+    metadata["modelspec.prediction_type"] = pt == "v_prediction" ? "v" : pt;
+  }
   if (embed_configs) {
     metadata[kUnetConfigKey] = unet_cfg.dump();
     metadata[kVaeConfigKey] = vae_cfg.dump();

@@ -5,6 +5,7 @@
 #include "compression/int8_calibration.h"
 #include "core/error.h"
 #include "formats/checkpoint_keymap.h"
+#include "formats/safetensors.h"
 #include "models/config.h"
 #include "pipeline/model_files.h"
 
@@ -46,7 +47,29 @@ nlohmann::json default_scheduler_config() {
           {"timestep_spacing", "leading"}};
 }
 
+// SD 2.x single files do not say whether they predict v (768-v models) or epsilon (512-base).
+// A1111's test (sd_models_config.is_using_v_parameterization_for_sd2): the UNet's output at
+// t = 999 for a constant 0.5 input and context, minus the input, averages below -1 for v models.
+bool uses_v_prediction(const UNet& unet) {
+  const Tensor x = Tensor::full({1, unet.config().in_channels, 8, 8}, 0.5f);
+  const Tensor ctx = Tensor::full({1, 2, unet.config().cross_attention_dim[0]}, 0.5f);
+  const Tensor out = unet.forward(x, {999.0}, ctx);
+  double mean = 0;
+  for (int64_t i = 0; i < out.numel(); ++i) mean += double(out[i]) - x[i];
+  return mean / out.numel() < -1;
+}
+
 }  // namespace
+
+std::string shipped_path(const std::string& rel) {
+#ifdef SDPAL_SOURCE_DIR
+  const fs::path src = fs::path(SDPAL_SOURCE_DIR) / "models" / rel;
+  if (fs::exists(src)) return src.string();
+#endif
+  for (const char* d : {"models", "/usr/local/share/sdpal/models"})
+    if (fs::exists(fs::path(d) / rel)) return fs::absolute(fs::path(d) / rel).string();
+  return "";
+}
 
 std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
                                                        const LoadOptions& opt) {
@@ -61,7 +84,7 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
   // Where config errors point: the config.json files of a folder, the components of a single file.
   std::string te_where = path + " text_encoder config", unet_where = path + " unet config",
               vae_where = path + " vae config";
-  std::string tok_dir;
+  std::string tok_dir, tok_config_dir;
   if (fs::is_directory(p)) {
     m->name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
     if (!fs::exists(p / "model_index.json") && !fs::exists(p / "unet"))
@@ -88,9 +111,19 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
     load_single_file(path, *m->unet_ws, *m->vae_ws, *m->te_ws, &unet_cfg, &vae_cfg, &te_cfg,
                      &m->kind);
     m->scheduler_config = default_scheduler_config();
-    tok_dir = opt.tokenizer_dir.empty() ? default_model_path() + "/tokenizer" : opt.tokenizer_dir;
+    if (opt.tokenizer_dir.empty()) {
+      // CLIP's vocabulary (the demo model's) with the architecture's special tokens.
+      tok_dir = default_model_path() + "/tokenizer";
+      tok_config_dir = m->kind == "sd2" ? shipped_path("tokenizers/sd2") : tok_dir;
+      SDPAL_CHECK(!default_model_path().empty() && !tok_config_dir.empty(),
+                  path + ": a single-file checkpoint needs a tokenizer, and the one shipped with "
+                         "sdpal (models/) was not found; pass --tokenizer DIR");
+    } else {
+      tok_dir = tok_config_dir = opt.tokenizer_dir;
+    }
   }
-  m->tokenizer = std::make_unique<ClipTokenizer>(ClipTokenizer::load(tok_dir));
+  if (tok_config_dir.empty()) tok_config_dir = tok_dir;
+  m->tokenizer = std::make_unique<ClipTokenizer>(ClipTokenizer::load(tok_dir, tok_config_dir));
   m->text_encoder =
       std::make_unique<ClipTextModel>(*m->te_ws, ClipTextConfig::from_json(te_cfg, te_where));
   m->unet = std::make_unique<UNet>(*m->unet_ws, UNetConfig::from_json(unet_cfg, unet_where));
@@ -108,6 +141,21 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
   check_all_used(*m->te_ws);
   check_all_used(*m->unet_ws);
   if (opt.load_vae_encoder) check_all_used(*m->vae_ws);
+  if (!fs::is_directory(p) && opt.prediction_type.empty()) {
+    // A single file's prediction type: its ModelSpec metadata if it has one; else, for SD 2.x
+    // (512-base epsilon or 768-v), A1111's test of the weights; SD 1.x is epsilon.
+    const SafetensorsFile f(path);
+    const auto meta = f.metadata().find("modelspec.prediction_type");
+    if (meta != f.metadata().end()) {
+      SDPAL_CHECK(meta->second == "epsilon" || meta->second == "v",
+                  path + ": __metadata__ modelspec.prediction_type is '" + meta->second +
+                      "' (expected epsilon or v); pass --prediction-type to choose");
+      apply_prediction_type(*m, meta->second);
+    }
+    else if (m->kind == "sd2")
+      m->scheduler_config["prediction_type"] =
+          uses_v_prediction(*m->unet) ? "v_prediction" : "epsilon";
+  }
   apply_prediction_type(*m, opt.prediction_type);
   if (opt.int8) {
     const std::string cal =

@@ -42,5 +42,8 @@ struct StableDiffusion {
 // Path of the demo model shipped with sdpal (models/demo-fashion), found next to the executable's
 // source tree or install prefix; empty if it cannot be found.
 std::string default_model_path();
+// Path of a data file or folder shipped with sdpal under models/ (e.g. "tokenizers/sd2"); empty
+// if it cannot be found.
+std::string shipped_path(const std::string& rel);
 
 }  // namespace sdpal

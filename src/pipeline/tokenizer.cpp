@@ -204,7 +204,9 @@ ClipTokenizer::ClipTokenizer(ClipTokenizer&&) noexcept = default;
 ClipTokenizer& ClipTokenizer::operator=(ClipTokenizer&&) noexcept = default;
 ClipTokenizer::~ClipTokenizer() = default;
 
-ClipTokenizer ClipTokenizer::load(const std::string& dir) {
+ClipTokenizer ClipTokenizer::load(const std::string& dir) { return load(dir, dir); }
+
+ClipTokenizer ClipTokenizer::load(const std::string& dir, const std::string& config_dir) {
   ClipTokenizer tok;
   const std::string base = dir.empty() || dir.back() == '/' ? dir : dir + "/";
 
@@ -269,8 +271,10 @@ ClipTokenizer ClipTokenizer::load(const std::string& dir) {
 
   // Special tokens: special_tokens_map.json overrides tokenizer_config.json; CLIPTokenizer's
   // defaults apply when neither names one.
-  const std::string config_path = base + "tokenizer_config.json";
-  const std::string map_path = base + "special_tokens_map.json";
+  const std::string config_base =
+      config_dir.empty() || config_dir.back() == '/' ? config_dir : config_dir + "/";
+  const std::string config_path = config_base + "tokenizer_config.json";
+  const std::string map_path = config_base + "special_tokens_map.json";
   const json config = file_exists(config_path) ? parse_json_file(config_path) : json::object();
   const json token_map = file_exists(map_path) ? parse_json_file(map_path) : json::object();
   if (!config.is_object()) fail(config_path + ": expected a JSON object");

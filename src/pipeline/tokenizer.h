@@ -21,6 +21,10 @@ class ClipTokenizer {
   // tokenizer_config.json and special_tokens_map.json (special tokens, model_max_length; the
   // latter wins), added_tokens.json (optional). Throws sdpal::Error naming the file at fault.
   static ClipTokenizer load(const std::string& dir);
+  // The same with the special-token files (tokenizer_config.json, special_tokens_map.json) read
+  // from `config_dir` instead: SD 1.x and 2.x share CLIP's vocabulary and merges but not the
+  // padding token, so a single-file checkpoint gets the shipped configs of its architecture.
+  static ClipTokenizer load(const std::string& dir, const std::string& config_dir);
 
   ClipTokenizer(ClipTokenizer&&) noexcept;
   ClipTokenizer& operator=(ClipTokenizer&&) noexcept;
