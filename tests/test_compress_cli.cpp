@@ -405,6 +405,9 @@ TEST_F(CompressCli, BadRequestsWriteNothing) {
       {{"--asymmetric"}, {"--asymmetric"}},
       {{"--mode", "linear8", "--nbits", "4"}, {"linear8"}},
       {{"--variant", "fp16"}, {"fp16"}},
+      // A recipe names its layers itself: the selection options would be silently ignored.
+      {{"--recipe", "r.json", "--min-elements", "1000"}, {"--recipe decides", "--min-elements"}},
+      {{"--recipe", "r.json", "--components", "unet"}, {"--recipe decides", "--components"}},
   };
   for (const auto& b : bad) {
     std::vector<std::string> args = {"compress", "--model", in, "--output", out};

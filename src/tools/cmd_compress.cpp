@@ -22,6 +22,7 @@ struct Args {
   bool asymmetric = false, force = false, include_embeddings = false;
   std::vector<std::string> components = {"unet", "text_encoder"};
   int64_t min_elements = 100000;
+  bool components_given = false, min_elements_given = false;
   int threads = 0;
   std::string recipe, recipe_name;  // mixed-bit recipe file (sdpal analyze / Apple / {layer: bits})
   bool eval = false;                // measure PSNR against the input afterwards
@@ -33,6 +34,9 @@ struct Args {
 void apply_recipe(const Args& a, CompressOptions& o) {
   SDPAL_CHECK(a.mode == "palettize" && a.nbits == 0,
               "compress: --recipe sets the bits of every layer; drop --nbits / --mode linear8");
+  SDPAL_CHECK(!a.components_given && !a.min_elements_given,
+              "compress: --recipe decides which layers of which components are compressed (its "
+              "keys; unprefixed keys are UNet layers); drop --components / --min-elements");
   const RecipeChoice rc = load_recipe_file(a.recipe, a.recipe_name);
   o.layer_bits = rc.recipe;
   o.min_elements = std::numeric_limits<int64_t>::max();  // nothing outside the recipe
@@ -134,9 +138,11 @@ const bool registered = register_command(
        app.add_option("--components", a->components,
                       "Components to compress, comma-separated (default unet,text_encoder; "
                       "vae too if named)")
-           ->delimiter(',');
+           ->delimiter(',')
+           ->each([a](const std::string&) { a->components_given = true; });
        app.add_option("--min-elements", a->min_elements,
-                      "Compress only weights with more elements than this (default 100000)");
+                      "Compress only weights with more elements than this (default 100000)")
+           ->each([a](const std::string&) { a->min_elements_given = true; });
        app.add_flag("--asymmetric", a->asymmetric,
                     "linear8: uint8 with per-channel zero points instead of symmetric int8");
        app.add_flag("--include-embeddings", a->include_embeddings,
