@@ -26,6 +26,7 @@ std::string sampler_flag(const std::string& a1111) {
   if (a1111 == "Euler") return "euler";
   if (a1111 == "DDIM") return "ddim";
   if (a1111 == "DPM++ 2M") return "dpmpp_2m";
+  if (a1111 == "DPM++ 2M SDE") return "dpmpp_2m_sde";
   if (a1111 == "PLMS") return "pndm";
   ADD_FAILURE() << "unknown sampler in infotext: " << a1111;
   return "";
@@ -60,6 +61,21 @@ TEST_F(GenerateCli, EachBatchImageIsReproducedFromItsOwnInfotext) {
   const Image redo = read_png(path("again-" + std::to_string(pos + 1) + ".png"));
   EXPECT_EQ(redo.rgb, second.rgb);
   EXPECT_EQ(redo.text.at("parameters"), second.text.at("parameters"));
+}
+
+// The stochastic DPM++ 2M SDE through the CLI: reachable, seeded (same seed, same image) and named
+// as A1111 names it.
+TEST_F(GenerateCli, DpmppSdeIsSeeded) {
+  const std::string model = std::string(SDPAL_SOURCE_DIR) + "/models/demo-fashion";
+  for (const char* out : {"a.png", "b.png"}) {
+    const auto r = run_cli({"generate", "--model", model, "--prompt", "a bag", "--steps", "4",
+                            "--seed", "5", "--sampler", "dpmpp_2m_sde", "--quiet", "--output",
+                            path(out)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const Image a = read_png(path("a.png")), b = read_png(path("b.png"));
+  EXPECT_EQ(a.rgb, b.rgb);
+  EXPECT_EQ(parse_a1111_parameters(a.text.at("parameters")).sampler, "DPM++ 2M SDE");
 }
 
 TEST_F(GenerateCli, SingleImageInfotextHasNoBatchFields) {

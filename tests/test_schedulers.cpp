@@ -619,5 +619,37 @@ TEST(Schedulers, ConfigOverridesAndPythonNonFiniteNumbers) {
   EXPECT_EQ(linspace->timesteps().front(), 999);
 }
 
+// DPM++ 2M SDE against diffusers' DPMSolverMultistepScheduler(algorithm_type "sde-dpmsolver++")
+// stepped over the same model outputs and variance noise (tests/reference/dpmpp_2m_sde.py wrote
+// the data with diffusers v0.27.2), with and without Karras sigmas.
+TEST(Schedulers, DpmppSdeMatchesDiffusers) {
+  const SafetensorsFile f(std::string(SDPAL_SOURCE_DIR) + "/tests/data/dpmpp_2m_sde.safetensors");
+  for (const bool karras : {false, true}) {
+    const std::string tag = karras ? "karras." : "plain.";
+    SchedulerOptions o;
+    o.name = "dpmpp_2m_sde";
+    o.karras = karras;
+    nlohmann::json cfg = sd_config("epsilon", false);
+    cfg["timestep_spacing"] = "linspace";
+    auto s = make_scheduler(o, cfg);
+    const Tensor ts = f.to_f32(tag + "timesteps"), outs = f.to_f32(tag + "model_outputs"),
+                 noise = f.to_f32(tag + "variance_noise"), want = f.to_f32(tag + "latents_per_step");
+    const int steps = static_cast<int>(ts.numel());
+    s->set_timesteps(steps);
+    ASSERT_EQ(s->num_calls(), steps);
+    for (int i = 0; i < steps; ++i) EXPECT_FLOAT_EQ(s->timesteps()[i], ts[i]) << tag << i;
+    Tensor x = f.to_f32(tag + "init");
+    const Shape shape = x.shape();
+    for (int i = 0; i < steps; ++i) {
+      Shape one = want.shape();
+      one.erase(one.begin());
+      const Tensor m = outs.slice0(i, i + 1).reshaped(shape), z = noise.slice0(i, i + 1).reshaped(shape);
+      x = s->step(m, i, x, &z);
+      test::expect_close(x, want.slice0(i, i + 1).reshaped(one), 1e-5, 1e-4,
+                         tag + "step " + std::to_string(i));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace sdpal

@@ -55,6 +55,7 @@ std::string sampler_display(const std::string& s) {
   if (s == "euler") return "Euler";
   if (s == "ddim") return "DDIM";
   if (s == "dpmpp_2m") return "DPM++ 2M";
+  if (s == "dpmpp_2m_sde") return "DPM++ 2M SDE";
   if (s == "pndm") return "PLMS";
   return s;
 }
@@ -208,9 +209,10 @@ const bool registered = register_command(
        app.add_option("--steps", a->steps, "Sampling steps")->capture_default_str();
        app.add_option("--cfg-scale", a->cfg, "Classifier-free guidance scale (<= 1: off)")
            ->capture_default_str();
-       app.add_option("--sampler", a->sampler, "euler_a | euler | ddim | dpmpp_2m | pndm")
+       app.add_option("--sampler", a->sampler,
+                      "euler_a | euler | ddim | dpmpp_2m | dpmpp_2m_sde | pndm")
            ->capture_default_str()
-           ->check(CLI::IsMember({"euler_a", "euler", "ddim", "dpmpp_2m", "pndm"}));
+           ->check(CLI::IsMember({"euler_a", "euler", "ddim", "dpmpp_2m", "dpmpp_2m_sde", "pndm"}));
        app.add_option("--schedule", a->schedule, "Sigma schedule: default | karras")
            ->capture_default_str();
        app.add_option("--timestep-spacing", a->timestep_spacing,
