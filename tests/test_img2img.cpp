@@ -1,5 +1,7 @@
-// img2img and TAESD decoding through the pipeline (no golden run exists for these, so the tests
-// check diffusers' semantics: schedule truncation, determinism, closeness at low strength).
+// img2img and TAESD decoding through the pipeline: the parts of diffusers' img2img that apply to
+// SD 1/2 (VAE posterior sample of the init image, strength truncation, noise at the start
+// timestep) against tiny-inpaint's golden cases, whose VAE is tiny-sd1's; and diffusers'
+// semantics end to end (schedule truncation, determinism, closeness at low strength).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include "core/error.h"
 #include "models/taesd.h"
 #include "pipeline/generate.h"
+#include "pipeline/scheduler.h"
 #include "support/fixtures.h"
 
 using namespace sdpal;
@@ -30,6 +33,44 @@ GenerateParams base() {
   p.sampler = "ddim";
   p.seed = 7;
   return p;
+}
+
+// tiny-inpaint's strength-0.75 cases encode the init image (image_latents = posterior sample with
+// vae_sample_noise[0]) and noise it at the first kept timestep (init_latents) exactly as
+// StableDiffusionImg2ImgPipeline does; its VAE and scheduler configs are tiny-sd1's.
+TEST(Img2Img, InitLatentsMatchDiffusers) {
+  SDPAL_REQUIRE_FIXTURES();
+  auto m = StableDiffusion::load(model_dir("tiny-sd1"));
+  for (const char* id : {"pipeline_ddim_strength075", "pipeline_euler_strength075"}) {
+    SCOPED_TRACE(id);
+    Case c = load_case("tiny-inpaint", id);
+    const Tensor u8 = c.in("image_u8");
+    Tensor img(u8.shape());
+    for (int64_t i = 0; i < img.numel(); ++i) img[i] = u8[i] / 255.f * 2 - 1;
+    const Tensor vae_noise = c.in("vae_sample_noise");
+    Shape one = vae_noise.shape();
+    one.erase(one.begin());
+    const Tensor x0 =
+        init_image_latents(*m, m->vae->encode(img), vae_noise.slice0(0, 1).reshaped(one));
+    expect_close(x0, c.aux("image_latents"), c.atol("aux.image_latents"), 1e-4, "image_latents");
+
+    SchedulerOptions o;
+    o.name = c.params()["scheduler_class"] == "DDIMScheduler" ? "ddim" : "euler";
+    auto sched = make_scheduler(o, c.params()["scheduler_config"]);
+    const int steps = c.params()["num_inference_steps"];
+    sched->set_timesteps(steps);
+    const int first = sched->img2img_start(steps, c.params()["strength"].get<float>());
+    EXPECT_EQ(first, steps - static_cast<int>(steps * 0.75));
+    const Tensor unet_t = c.aux("unet_t");
+    EXPECT_FLOAT_EQ(static_cast<float>(sched->timesteps()[first]), unet_t[0]);
+    // One init image, a batch of prompts: the image latents repeat along the batch.
+    const Tensor noise = c.in("noise");
+    Tensor rep(noise.shape());
+    for (int64_t b = 0; b < noise.dim(0); ++b)
+      std::copy_n(x0.data(), x0.numel(), rep.data() + b * x0.numel());
+    expect_close(sched->add_noise(rep, noise, first), c.aux("init_latents"),
+                 c.atol("aux.init_latents"), 1e-4, "init_latents");
+  }
 }
 
 TEST(Img2Img, RunsTheTailOfTheScheduleAndStaysCloseAtLowStrength) {

@@ -74,6 +74,16 @@ Tensor batch_noise(const Tensor& n, const Shape& want, const std::string& what) 
 
 }  // namespace
 
+Tensor init_image_latents(const StableDiffusion& m, const VaeEncoding& e, const Tensor& eps) {
+  SDPAL_CHECK(eps.shape() == e.mean.shape(), "posterior noise has shape " + shape_str(eps.shape()) +
+                                                 " but the latents are " + shape_str(e.mean.shape()));
+  const float sf = static_cast<float>(m.vae->config().scaling_factor);
+  Tensor x0(e.mean.shape());
+  for (int64_t i = 0; i < x0.numel(); ++i)
+    x0[i] = (e.mean[i] + std::exp(0.5f * e.logvar[i]) * eps[i]) * sf;
+  return x0;
+}
+
 Tensor encode_prompts(const StableDiffusion& m, const std::vector<std::string>& texts,
                       int clip_skip, std::vector<std::string>* warnings) {
   std::vector<std::vector<int>> ids;
@@ -134,12 +144,8 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
         img.ndim() == 4 && img.dim(1) == 3 && img.dim(2) == p.height && img.dim(3) == p.width,
         "init image must be " + std::to_string(p.width) + "x" + std::to_string(p.height) +
             ", got " + shape_str(img.shape()));
-    VaeEncoding e = m.vae->encode(img);
-    Tensor eps = rng.randn(e.mean.shape());
-    const float sf = static_cast<float>(m.vae->config().scaling_factor);
-    Tensor x0(e.mean.shape());
-    for (int64_t i = 0; i < x0.numel(); ++i)
-      x0[i] = (e.mean[i] + std::exp(0.5f * e.logvar[i]) * eps[i]) * sf;
+    const VaeEncoding e = m.vae->encode(img);
+    Tensor x0 = init_image_latents(m, e, rng.randn(e.mean.shape()));
     x0 = batch_noise(x0, lat_shape, "encoded init image");
     first = sched->img2img_start(p.steps, p.strength);
     Tensor noise =

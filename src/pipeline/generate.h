@@ -47,6 +47,10 @@ struct GenerateResult {
 };
 
 // Prompt embeddings [N, 77, D] of the given texts (warnings receive truncation notes).
+// img2img's start latents before noising: a sample of the VAE posterior, (mean + std * eps)
+// scaled by the VAE's scaling_factor (diffusers: latent_dist.sample() * scaling_factor).
+Tensor init_image_latents(const StableDiffusion& m, const VaeEncoding& e, const Tensor& eps);
+
 Tensor encode_prompts(const StableDiffusion& m, const std::vector<std::string>& texts,
                       int clip_skip, std::vector<std::string>* warnings);
 
