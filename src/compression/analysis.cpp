@@ -9,6 +9,8 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/format.h"
+#include "core/json_checked.h"
 #include "core/json_file.h"
 
 namespace sdpal {
@@ -16,56 +18,14 @@ namespace sdpal {
 namespace {
 
 using ojson = nlohmann::ordered_json;
+using namespace json_checked;
 
 bool valid_recipe_bits(int b) { return b == 1 || b == 2 || b == 4 || b == 6 || b == 8 || b == 16; }
-
-// Checked accessors: every message names the file and the key path.
-const ojson& member(const ojson& j, const std::string& key, const std::string& where) {
-  if (!j.is_object() || !j.contains(key)) fail(where + ": missing \"" + key + "\"");
-  return j.at(key);
-}
-
-const ojson& object_at(const ojson& j, const std::string& key, const std::string& where) {
-  const auto& v = member(j, key, where);
-  if (!v.is_object()) fail(where + ": \"" + key + "\" is not an object");
-  return v;
-}
-
-double number(const ojson& v, const std::string& what) {
-  if (!v.is_number()) fail(what + " is not a number");
-  const double d = v.get<double>();
-  if (!std::isfinite(d)) fail(what + " is not finite");
-  return d;
-}
-
-int64_t integer(const ojson& v, const std::string& what) {
-  if (!v.is_number_integer()) fail(what + " is not an integer");
-  return v.get<int64_t>();
-}
-
-std::string text(const ojson& v, const std::string& what) {
-  if (!v.is_string()) fail(what + " is not a string");
-  return v.get<std::string>();
-}
-
-std::vector<double> psnr_list(const ojson& v, const std::string& what) {
-  if (!v.is_array() || v.empty()) fail(what + " is not a non-empty list of PSNR values");
-  std::vector<double> r;
-  for (size_t i = 0; i < v.size(); ++i)
-    r.push_back(number(v[i], what + "[" + std::to_string(i) + "]"));
-  return r;
-}
 
 int nbits_key(const std::string& k, const std::string& what) {
   static const std::set<std::string> ok = {"1", "2", "4", "6", "8"};
   if (!ok.count(k)) fail(what + ": key \"" + k + "\" is not a palette bit width (1, 2, 4, 6, 8)");
   return std::stoi(k);
-}
-
-std::string fmt(double v, int decimals) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", decimals, v);
-  return b;
 }
 
 Recipe parse_recipe(const ojson& j, const std::string& what) {
@@ -198,7 +158,7 @@ double recorded_psnr(double db) {
 }
 
 std::string recipe_name(double average_bits) {
-  return "recipe_" + fmt(average_bits, 2) + "_bit_mixedpalette";
+  return "recipe_" + fixed(average_bits, 2) + "_bit_mixedpalette";
 }
 
 double recipe_average_bits(const Analysis& a, const Recipe& r) {

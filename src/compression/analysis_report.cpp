@@ -3,17 +3,13 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/format.h"
+
 namespace sdpal {
 
 namespace {
 
-std::string fmt(double v, int decimals = 2) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", decimals, v);
-  return b;
-}
-
-std::string cell(const std::optional<double>& v) { return v ? fmt(*v) : ""; }
+std::string cell(const std::optional<double>& v) { return v ? fixed(*v) : ""; }
 
 }  // namespace
 
@@ -67,7 +63,7 @@ AnalysisReport make_report(const Analysis& a) {
     r.rows.push_back(w);
     if (w.psnr) {
       r.mixed_bit.push_back({(1.0 - w.bits / 16.0) * 100.0, *w.psnr});
-      r.mixed_labels.push_back(fmt(w.bits) + " bit");
+      r.mixed_labels.push_back(fixed(w.bits) + " bit");
     }
   }
   // mixed_bit is ascending in reduction since recipes are sorted by descending bits.
@@ -79,7 +75,7 @@ std::string report_markdown(const AnalysisReport& r) {
   std::string s = "| name | bits/weight | layers MB | " + std::string(unet ? "UNet MB | " : "") +
                   "PSNR dB |\n|---|---:|---:|" + (unet ? "---:|" : "") + "---:|\n";
   for (const auto& w : r.rows)
-    s += "| " + w.name + " | " + fmt(w.bits) + " | " + fmt(w.size_mb) + " | " +
+    s += "| " + w.name + " | " + fixed(w.bits) + " | " + fixed(w.size_mb) + " | " +
          (unet ? cell(w.unet_mb) + " | " : "") + cell(w.psnr) + " |\n";
   return s;
 }
@@ -87,9 +83,9 @@ std::string report_markdown(const AnalysisReport& r) {
 std::string report_csv(const AnalysisReport& r) {
   std::string s = "name,kind,bits_per_weight,layers_mb,unet_mb,psnr_db\n";
   for (const auto& w : r.rows)
-    s += w.name + "," + (w.recipe ? "recipe" : "baseline") + "," + fmt(w.bits, 4) + "," +
-         fmt(w.size_mb, 4) + "," + (w.unet_mb ? fmt(*w.unet_mb, 4) : "") + "," +
-         (w.psnr ? fmt(*w.psnr) : "") + "\n";
+    s += w.name + "," + (w.recipe ? "recipe" : "baseline") + "," + fixed(w.bits, 4) + "," +
+         fixed(w.size_mb, 4) + "," + (w.unet_mb ? fixed(*w.unet_mb, 4) : "") + "," +
+         (w.psnr ? fixed(*w.psnr) : "") + "\n";
   return s;
 }
 

@@ -17,6 +17,7 @@
 #include "compression/recipe.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/format.h"
 #include "pipeline/generate.h"
 
 namespace fs = std::filesystem;
@@ -28,12 +29,6 @@ namespace {
 constexpr int64_t kPaletteCacheBytes = int64_t(2) << 30;  // palettized layers kept for reuse
 
 std::string weight_name(const std::string& layer) { return layer + ".weight"; }
-
-std::string fmt(double v, int decimals = 2) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", decimals, v);
-  return b;
-}
 
 std::vector<float> weight_f32(const TensorView& v) {
   std::vector<float> w(v.numel());
@@ -188,30 +183,17 @@ void absorb(Analysis& into, const Analysis& from, const std::string& into_name,
     fail(into_name + " and " + from_name + " disagree on " + what +
          " (they were not started from the same data, or were made on different models)");
   };
-  auto scalar = [&](std::optional<double>& dst, const std::optional<double>& src, const char* w) {
-    if (!src) return;
-    if (dst && *dst != *src) conflict(std::string("baselines.") + w);
-    dst = src;
-  };
-  scalar(into.original, from.original, "original");
-  scalar(into.linear_8bit, from.linear_8bit, "linear_8bit");
+  merge_agreeing(into.original, from.original, [&] { conflict("baselines.original"); });
+  merge_agreeing(into.linear_8bit, from.linear_8bit, [&] { conflict("baselines.linear_8bit"); });
   auto lists = [&](auto& dst, const auto& src, const char* what) {
     for (const auto& [n, layers] : src)
-      for (const auto& [l, v] : layers) {
-        auto& d = dst[n];
-        auto it = d.find(l);
-        if (it != d.end() && it->second != v)
-          conflict(std::string(what) + "." + std::to_string(n) + "." + l);
-        d[l] = v;
-      }
+      merge_agreeing(dst[n], layers, [&](const std::string& l) {
+        conflict(std::string(what) + "." + std::to_string(n) + "." + l);
+      });
   };
   lists(into.single_layer, from.single_layer, "single_layer");
-  for (const auto& [n, order] : from.cumulative_order) {
-    auto it = into.cumulative_order.find(n);
-    if (it != into.cumulative_order.end() && it->second != order)
-      conflict("the order of cumulative." + std::to_string(n));
-    into.cumulative_order[n] = order;
-  }
+  merge_agreeing(into.cumulative_order, from.cumulative_order,
+                 [&](int n) { conflict("the order of cumulative." + std::to_string(n)); });
   lists(into.cumulative, from.cumulative, "cumulative");
   for (const auto& [name, r] : from.recipes) {
     const Recipe* mine = into.find_recipe(name);
@@ -336,7 +318,7 @@ class Session {
     switch (u.kind) {
       case Unit::Original:
         a_.original = mean_of(measurer().measure(std::map<std::string, CompressedView>{}));
-        log("original (rerun): " + fmt(*a_.original) + " dB");
+        log("original (rerun): " + fixed(*a_.original) + " dB");
         break;
       case Unit::Linear8: {
         std::deque<Linear8Weight> q;
@@ -350,7 +332,7 @@ class Session {
           rep[name] = CompressedView::of(q.back());
         }
         a_.linear_8bit = mean_of(measurer().measure(rep));
-        log("linear 8-bit (" + std::to_string(rep.size()) + " weights): " + fmt(*a_.linear_8bit) +
+        log("linear 8-bit (" + std::to_string(rep.size()) + " weights): " + fixed(*a_.linear_8bit) +
             " dB");
         break;
       }
@@ -416,8 +398,8 @@ std::string describe_recipe(const Analysis& a, const std::string& name, const Re
     auto it = r.find(c.name);
     bits += double(it == r.end() ? 16 : it->second) * c.elements;
   }
-  return name + ": " + fmt(recipe_average_bits(a, r)) + " bits, " + fmt(bits / 8e6) + " MB, " +
-         fmt(psnr) + " dB";
+  return name + ": " + fixed(recipe_average_bits(a, r)) + " bits, " + fixed(bits / 8e6) + " MB, " +
+         fixed(psnr) + " dB";
 }
 
 // Stage 3. Returns false when the measurement budget ran out first.
@@ -443,14 +425,14 @@ bool make_recipes(Session& run, Analysis& a) {
       name = add_recipe(a, r, run.simulate(r));
     }
     a.target_bits = TargetResult{*s.target_bits, name, {}};
-    run.log("--target-bits " + fmt(*s.target_bits) + ": " +
+    run.log("--target-bits " + fixed(*s.target_bits) + ": " +
             describe_recipe(a, name, r, a.recipe_psnr.at(name)));
     run.done(!present);
   }
   if (s.target_psnr && (!a.target_psnr || a.target_psnr->recipe.empty())) {
     const double want = *s.target_psnr;
-    SDPAL_CHECK(want <= *a.original, "--target-psnr " + fmt(want) +
-                                         " dB is above the original model's " + fmt(*a.original) +
+    SDPAL_CHECK(want <= *a.original, "--target-psnr " + fixed(want) +
+                                         " dB is above the original model's " + fixed(*a.original) +
                                          " dB");
     if (!a.target_psnr) a.target_psnr = TargetResult{want, "", {}};
     const auto t = distinct_thresholds(a);
@@ -487,13 +469,11 @@ bool make_recipes(Session& run, Analysis& a) {
     auto [name, present] = find_recipe_name(a, r);
     if (!present) name = add_recipe(a, r, p);
     a.target_psnr->recipe = name;
-    run.log("--target-psnr " + fmt(want) + ": " + describe_recipe(a, name, r, p));
+    run.log("--target-psnr " + fixed(want) + ": " + describe_recipe(a, name, r, p));
     run.done(false);
   }
   return true;
 }
-
-std::string shard_str(int i, int n) { return std::to_string(i) + "/" + std::to_string(n); }
 
 }  // namespace
 
@@ -530,7 +510,7 @@ AnalyzeOutcome analyze_model(const StableDiffusion& m, const AnalyzeOptions& o) 
   const bool sharded = o.shard_count > 0;
   if (sharded)
     SDPAL_CHECK(o.shard_index >= 0 && o.shard_index < o.shard_count,
-                "analyze: --shard " + shard_str(o.shard_index, o.shard_count) +
+                "analyze: --shard " + shard_label(o.shard_index, o.shard_count) +
                     " is not a shard (i/N with 0 <= i < N)");
 
   // The document this model and these settings give, then what the files already hold.
@@ -557,8 +537,8 @@ AnalyzeOutcome analyze_model(const StableDiffusion& m, const AnalyzeOptions& o) 
     check_same_analysis(a, prev, o.output, false);
     if (sharded && prev.shard &&
         (prev.shard->index != o.shard_index || prev.shard->count != o.shard_count))
-      fail(o.output + " holds shard " + shard_str(prev.shard->index, prev.shard->count) +
-           ", not shard " + shard_str(o.shard_index, o.shard_count) +
+      fail(o.output + " holds shard " + shard_label(prev.shard->index, prev.shard->count) +
+           ", not shard " + shard_label(o.shard_index, o.shard_count) +
            " (each shard needs its own --output)");
     absorb(a, prev, "this run", o.output);
   }
@@ -622,7 +602,7 @@ AnalyzeOutcome analyze_model(const StableDiffusion& m, const AnalyzeOptions& o) 
   if (!plan.empty())
     run.log(std::to_string(plan.size()) + " measurement(s) of stage" +
             (sharded ? std::string(" ") + stage_name(shard_stage) + " (shard " +
-                           shard_str(o.shard_index, o.shard_count) + ")"
+                           shard_label(o.shard_index, o.shard_count) + ")"
                      : "s single_layer and cumulative") +
             ", " + std::to_string(a.model.candidates.size()) + " candidate layers, " +
             std::to_string(a.settings->runs()) + " runs each");
@@ -633,7 +613,7 @@ AnalyzeOutcome analyze_model(const StableDiffusion& m, const AnalyzeOptions& o) 
 
   if (sharded) {
     if (shard_stage == AnalysisStage::SingleLayer || shard_stage == AnalysisStage::Cumulative)
-      return finish(a.stage(), "shard " + shard_str(o.shard_index, o.shard_count) +
+      return finish(a.stage(), "shard " + shard_label(o.shard_index, o.shard_count) +
                                    " finished its part of " + "stage " + stage_name(shard_stage) +
                                    "; when every shard has, merge them (sdpal analyze --merge OUT "
                                    "shard files...) and continue from the merged file");
@@ -665,8 +645,8 @@ Analysis merge_analyses(const std::vector<std::string>& inputs, const std::strin
     const ShardInfo& s = *parts[i].shard;
     if (i > 0) check_same_analysis(parts[0], parts[i], inputs[i], true);
     if (s.count != first.count)
-      fail("analyze --merge: " + inputs[i] + " is shard " + shard_str(s.index, s.count) + " but " +
-           inputs[0] + " is shard " + shard_str(first.index, first.count) +
+      fail("analyze --merge: " + inputs[i] + " is shard " + shard_label(s.index, s.count) + " but " +
+           inputs[0] + " is shard " + shard_label(first.index, first.count) +
            " (different shard counts)");
     if (s.stage != first.stage)
       fail("analyze --merge: " + inputs[i] + " worked on stage " + stage_name(s.stage) + " but " +
@@ -674,14 +654,14 @@ Analysis merge_analyses(const std::vector<std::string>& inputs, const std::strin
     auto [it, fresh] = by_index.emplace(s.index, i);
     if (!fresh)
       fail("analyze --merge: shards overlap: " + inputs[it->second] + " and " + inputs[i] +
-           " are both shard " + shard_str(s.index, s.count));
+           " are both shard " + shard_label(s.index, s.count));
   }
   for (int k = 0; k < first.count; ++k)
     if (!by_index.count(k)) {
       std::string have;
       for (const auto& [idx, i] : by_index)
         have += (have.empty() ? "" : ", ") + std::to_string(idx);
-      fail("analyze --merge: shard " + shard_str(k, first.count) + " is missing (given: shard " +
+      fail("analyze --merge: shard " + shard_label(k, first.count) + " is missing (given: shard " +
            have + " of " + std::to_string(first.count) + ")");
     }
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -695,7 +675,7 @@ Analysis merge_analyses(const std::vector<std::string>& inputs, const std::strin
       }
     if (missing)
       fail("analyze --merge: " + inputs[i] + " (shard " +
-           shard_str(p.shard->index, p.shard->count) + ") has not finished stage " +
+           shard_label(p.shard->index, p.shard->count) + ") has not finished stage " +
            stage_name(p.shard->stage) + ": " + std::to_string(missing) + " of " +
            std::to_string(mine) + " measurements missing; run it again to resume");
   }

@@ -18,6 +18,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,27 @@ Analysis merge_analyses(const std::vector<std::string>& inputs, const std::strin
 // is `test`'s. For checking an applied recipe against its recorded PSNR.
 std::vector<double> measure_against(const StableDiffusion& reference, const StableDiffusion& test,
                                     const AnalysisSettings& s);
+
+// "i/N": a shard in messages.
+inline std::string shard_label(int i, int n) { return std::to_string(i) + "/" + std::to_string(n); }
+
+// Resuming and merging analyses: adds `from`'s entries to `into`; an entry present in both with
+// another value calls conflict(key) (which throws).
+template <class Map, class Conflict>
+void merge_agreeing(Map& into, const Map& from, Conflict conflict) {
+  for (const auto& [k, v] : from) {
+    auto it = into.find(k);
+    if (it != into.end() && !(it->second == v)) conflict(k);
+    into[k] = v;
+  }
+}
+// The same for one optional value.
+template <class T, class Conflict>
+void merge_agreeing(std::optional<T>& into, const std::optional<T>& from, Conflict conflict) {
+  if (!from) return;
+  if (into && !(*into == *from)) conflict();
+  into = from;
+}
 
 // The generation of analysis run `run` (prompt run / #seeds with seed run % #seeds), for any
 // settings with the analysis fields (AnalysisSettings, Int8AnalysisSettings).

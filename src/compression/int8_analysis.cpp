@@ -14,6 +14,8 @@
 #include "compression/quality.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/format.h"
+#include "core/json_checked.h"
 #include "core/json_file.h"
 #include "models/unet.h"
 #include "pipeline/generate.h"
@@ -25,32 +27,7 @@ namespace sdpal {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-const ojson& member(const ojson& j, const std::string& key, const std::string& where) {
-  if (!j.is_object() || !j.contains(key)) fail(where + ": missing \"" + key + "\"");
-  return j.at(key);
-}
-
-double number(const ojson& v, const std::string& what) {
-  if (!v.is_number()) fail(what + " is not a number");
-  const double d = v.get<double>();
-  if (!std::isfinite(d)) fail(what + " is not finite");
-  return d;
-}
-
-std::vector<double> psnr_list(const ojson& v, const std::string& what) {
-  if (!v.is_array() || v.empty()) fail(what + " is not a non-empty list of PSNR values");
-  std::vector<double> r;
-  for (size_t i = 0; i < v.size(); ++i)
-    r.push_back(number(v[i], what + "[" + std::to_string(i) + "]"));
-  return r;
-}
-
-std::string fmt(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.2f", v);
-  return b;
-}
+using namespace json_checked;
 
 ojson settings_json(const Int8AnalysisSettings& s) {
   ojson j;
@@ -145,8 +122,6 @@ std::vector<std::string> efficiency_order(const Int8Analysis& a) {
   return order;
 }
 
-std::string shard_str(int i, int n) { return std::to_string(i) + "/" + std::to_string(n); }
-
 void check_same(const Int8Analysis& mine, const Int8Analysis& other, const std::string& path) {
   const std::string d = settings_difference(mine.settings, other.settings);
   if (!d.empty())
@@ -159,17 +134,11 @@ void check_same(const Int8Analysis& mine, const Int8Analysis& other, const std::
 }
 
 void absorb(Int8Analysis& into, const Int8Analysis& from, const std::string& from_name) {
-  if (from.all_int8) {
-    if (into.all_int8 && *into.all_int8 != *from.all_int8)
-      fail(from_name + " disagrees on baselines.all_int8");
-    into.all_int8 = from.all_int8;
-  }
-  for (const auto& [l, v] : from.single_layer) {
-    auto it = into.single_layer.find(l);
-    if (it != into.single_layer.end() && it->second != v)
-      fail(from_name + " disagrees on single_layer." + l);
-    into.single_layer[l] = v;
-  }
+  merge_agreeing(into.all_int8, from.all_int8,
+                 [&] { fail(from_name + " disagrees on baselines.all_int8"); });
+  merge_agreeing(into.single_layer, from.single_layer, [&](const std::string& l) {
+    fail(from_name + " disagrees on single_layer." + l);
+  });
   if (from.selection && !into.selection) into.selection = from.selection;
 }
 
@@ -292,7 +261,7 @@ Int8AnalyzeOutcome analyze_int8(const StableDiffusion& m, const Int8AnalyzeOptio
   const bool sharded = o.shard_count > 0;
   if (sharded)
     SDPAL_CHECK(o.shard_index >= 0 && o.shard_index < o.shard_count,
-                "analyze: --shard " + shard_str(o.shard_index, o.shard_count) + " is not a shard");
+                "analyze: --shard " + shard_label(o.shard_index, o.shard_count) + " is not a shard");
   SDPAL_CHECK(fs::exists(o.calibration), "analyze --int8: no calibration file " + o.calibration +
                                              "; run `sdpal calibrate --model " + m.path +
                                              "` first");
@@ -320,8 +289,8 @@ Int8AnalyzeOutcome analyze_int8(const StableDiffusion& m, const Int8AnalyzeOptio
     const Int8Analysis prev = read_int8_analysis(o.output);
     check_same(a, prev, o.output);
     if (sharded && prev.shard && *prev.shard != std::make_pair(o.shard_index, o.shard_count))
-      fail(o.output + " holds shard " + shard_str(prev.shard->first, prev.shard->second) +
-           ", not shard " + shard_str(o.shard_index, o.shard_count) +
+      fail(o.output + " holds shard " + shard_label(prev.shard->first, prev.shard->second) +
+           ", not shard " + shard_label(o.shard_index, o.shard_count) +
            " (each shard needs its own --output)");
     absorb(a, prev, o.output);
   }
@@ -381,7 +350,7 @@ Int8AnalyzeOutcome analyze_int8(const StableDiffusion& m, const Int8AnalyzeOptio
     done();
   }
   if (sharded)
-    return finish(false, "shard " + shard_str(o.shard_index, o.shard_count) +
+    return finish(false, "shard " + shard_label(o.shard_index, o.shard_count) +
                              " finished its layers; when every shard has, merge them (sdpal "
                              "analyze --int8 --merge OUT shard files...) and continue from the "
                              "merged file (--output it, without --shard)");
@@ -392,7 +361,7 @@ Int8AnalyzeOutcome analyze_int8(const StableDiffusion& m, const Int8AnalyzeOptio
     std::set<std::string> all;
     for (const auto& [n, g] : a.layers) all.insert(n);
     a.all_int8 = mean_of(measure(all));
-    log("every layer int8: " + fmt(*a.all_int8) + " dB");
+    log("every layer int8: " + fixed(*a.all_int8) + " dB");
     done();
   }
   if (!s.target_psnr) return finish(true, "");
@@ -418,7 +387,7 @@ Int8AnalyzeOutcome analyze_int8(const StableDiffusion& m, const Int8AnalyzeOptio
     }
     if (!budget_left()) return false;
     *db = sel.probes[k] = mean_of(measure(prefix(k)));
-    log("  probe: " + std::to_string(k) + " int8 layers: " + fmt(*db) + " dB");
+    log("  probe: " + std::to_string(k) + " int8 layers: " + fixed(*db) + " dB");
     done();
     return true;
   };
@@ -449,9 +418,9 @@ Int8AnalyzeOutcome analyze_int8(const StableDiffusion& m, const Int8AnalyzeOptio
   const std::set<std::string> chosen = prefix(sel.int8_layers);
   for (auto& l : cal.layers) l.int8 = chosen.count(l.name) != 0;
   write_int8_calibration(o.calibration, cal);
-  log("selection for " + fmt(sel.target_psnr) + " dB: " + std::to_string(sel.int8_layers) + " of " +
-      std::to_string(n) + " layers int8 (" + fmt(100 * sel.int8_gflops / sel.total_gflops) +
-      " % of the UNet's Linear/Conv work), " + fmt(sel.psnr) + " dB; written to " + o.calibration);
+  log("selection for " + fixed(sel.target_psnr) + " dB: " + std::to_string(sel.int8_layers) + " of " +
+      std::to_string(n) + " layers int8 (" + fixed(100 * sel.int8_gflops / sel.total_gflops) +
+      " % of the UNet's Linear/Conv work), " + fixed(sel.psnr) + " dB; written to " + o.calibration);
   return finish(true, "");
 }
 
@@ -469,12 +438,12 @@ Int8Analysis merge_int8_analyses(const std::vector<std::string>& inputs,
     if (!a.shard) fail(p + " is not a shard file (no \"shard\" entry)");
     if (parts.size() > 1) check_same(parts[0], a, p);
     if (a.shard->second != parts[0].shard->second)
-      fail("analyze --merge: " + p + " is shard " + shard_str(a.shard->first, a.shard->second) +
+      fail("analyze --merge: " + p + " is shard " + shard_label(a.shard->first, a.shard->second) +
            " but " + inputs[0] + " is of " + std::to_string(parts[0].shard->second));
     auto [it, fresh] = by_index.emplace(a.shard->first, p);
     if (!fresh)
       fail("analyze --merge: shards overlap: " + it->second + " and " + p + " are both shard " +
-           shard_str(a.shard->first, a.shard->second));
+           shard_label(a.shard->first, a.shard->second));
     for (size_t i = a.shard->first; i < a.layers.size(); i += a.shard->second)
       if (!a.single_layer.count(a.layers[i].first))
         fail("analyze --merge: " + p + " has not finished its layers (no value for '" +
@@ -482,7 +451,7 @@ Int8Analysis merge_int8_analyses(const std::vector<std::string>& inputs,
   }
   const int count = parts[0].shard->second;
   for (int k = 0; k < count; ++k)
-    if (!by_index.count(k)) fail("analyze --merge: shard " + shard_str(k, count) + " is missing");
+    if (!by_index.count(k)) fail("analyze --merge: shard " + shard_label(k, count) + " is missing");
   Int8Analysis merged = parts[0];
   for (size_t i = 1; i < parts.size(); ++i) absorb(merged, parts[i], inputs[i]);
   merged.shard.reset();
@@ -496,7 +465,7 @@ std::string int8_analysis_markdown(const Int8Analysis& a, size_t top) {
       " layers, " + std::to_string(a.settings.runs()) + " runs of " +
       std::to_string(a.settings.steps) + " steps at " + std::to_string(a.settings.width) + "x" +
       std::to_string(a.settings.height) + "\n\n";
-  if (a.all_int8) r += "every layer int8: " + fmt(*a.all_int8) + " dB\n\n";
+  if (a.all_int8) r += "every layer int8: " + fixed(*a.all_int8) + " dB\n\n";
   std::vector<std::pair<double, std::string>> worst;
   for (const auto& [name, v] : a.single_layer) worst.emplace_back(mean_psnr(v), name);
   std::sort(worst.begin(), worst.end());
@@ -508,15 +477,15 @@ std::string int8_analysis_markdown(const Int8Analysis& a, size_t top) {
         if (n == worst[i].second) g = gf;
       char gf[32];
       std::snprintf(gf, sizeof gf, "%.3g", g);
-      r += "| " + worst[i].second + " | " + fmt(worst[i].first) + " | " + gf + " |\n";
+      r += "| " + worst[i].second + " | " + fixed(worst[i].first) + " | " + gf + " |\n";
     }
     r += "\n";
   }
   if (a.selection && a.selection->int8_layers >= 0) {
     const Int8Selection& s = *a.selection;
-    r += "selection for " + fmt(s.target_psnr) + " dB: " + std::to_string(s.int8_layers) + " of " +
-         std::to_string(a.layers.size()) + " layers int8, " + fmt(s.psnr) + " dB, " +
-         fmt(s.int8_gflops) + " of " + fmt(s.total_gflops) + " GFLOP per UNet call int8\n";
+    r += "selection for " + fixed(s.target_psnr) + " dB: " + std::to_string(s.int8_layers) + " of " +
+         std::to_string(a.layers.size()) + " layers int8, " + fixed(s.psnr) + " dB, " +
+         fixed(s.int8_gflops) + " of " + fixed(s.total_gflops) + " GFLOP per UNet call int8\n";
   }
   return r;
 }

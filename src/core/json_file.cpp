@@ -27,4 +27,34 @@ void write_json_document(const std::string& path, const nlohmann::ordered_json& 
   });
 }
 
+std::string quote_python_number_words(const std::string& text) {
+  std::string json;
+  json.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      json += c;
+      if (c == '\\' && i + 1 < text.size())
+        json += text[++i];
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    bool replaced = false;
+    for (const char* word : {"-Infinity", "Infinity", "NaN"}) {
+      const size_t n = std::char_traits<char>::length(word);
+      if (text.compare(i, n, word) == 0) {
+        json += '"' + std::string(word) + '"';
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) json += c;
+  }
+  return json;
+}
+
 }  // namespace sdpal

@@ -12,4 +12,9 @@ nlohmann::ordered_json read_json_document(const std::string& path, const std::st
 // Pretty-printed (2 spaces, final newline), via write_file_atomic.
 void write_json_document(const std::string& path, const nlohmann::ordered_json& j);
 
+// Python's json module writes NaN, Infinity and -Infinity as bare words, which are not JSON
+// (diffusers' configs hold e.g. "lambda_min_clipped": -Infinity). Returns `text` with those words
+// outside strings quoted ("-Infinity"), for readers that accept them as strings.
+std::string quote_python_number_words(const std::string& text);
+
 }  // namespace sdpal

@@ -10,6 +10,7 @@
 #include <iterator>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "pipeline/scheduler_common.h"
 
 namespace sdpal {
@@ -131,32 +132,7 @@ nlohmann::json load_scheduler_config(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("cannot read scheduler config " + path);
   const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  // Quote Python's non-finite number words outside strings.
-  std::string json;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      json += c;
-      if (c == '\\' && i + 1 < text.size())
-        json += text[++i];
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    bool replaced = false;
-    for (const char* word : {"-Infinity", "Infinity", "NaN"}) {
-      const size_t n = std::char_traits<char>::length(word);
-      if (text.compare(i, n, word) == 0) {
-        json += '"' + std::string(word) + '"';
-        i += n - 1;
-        replaced = true;
-        break;
-      }
-    }
-    if (!replaced) json += c;
-  }
+  const std::string json = quote_python_number_words(text);
   nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) fail("scheduler config " + path + " is not valid JSON");
   if (!j.is_object()) fail("scheduler config " + path + " is not a JSON object");

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <iterator>
 
+#include "core/json_file.h"
+
 namespace sdpal::test {
 
 std::string fixtures_dir() {
@@ -16,42 +18,11 @@ bool fixtures_available() {
   return std::filesystem::exists(fixtures_dir() + "/tiny-sd1/manifest.json");
 }
 
-namespace {
-// The manifests are written by Python's json module, which emits NaN/Infinity/-Infinity; those
-// are not JSON, so they are turned into null outside of strings before parsing.
-std::string python_json_to_json(const std::string& s) {
-  std::string r;
-  bool in_str = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char ch = s[i];
-    if (in_str) {
-      r += ch;
-      if (ch == '\\' && i + 1 < s.size())
-        r += s[++i];
-      else if (ch == '"')
-        in_str = false;
-      continue;
-    }
-    if (ch == '"') in_str = true;
-    for (const char* tok : {"-Infinity", "Infinity", "NaN"}) {
-      size_t n = std::char_traits<char>::length(tok);
-      if (s.compare(i, n, tok) == 0) {
-        r += "null";
-        i += n;
-        ch = i < s.size() ? s[i] : ' ';
-        break;
-      }
-    }
-    if (i < s.size()) r += s[i];
-  }
-  return r;
-}
-}  // namespace
-
 nlohmann::json manifest(const std::string& fixture) {
   std::ifstream f(fixtures_dir() + "/" + fixture + "/manifest.json");
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return nlohmann::json::parse(python_json_to_json(text));
+  // Python's json module wrote them: NaN / Infinity come as words (read here as strings).
+  return nlohmann::json::parse(quote_python_number_words(text));
 }
 
 std::string model_dir(const std::string& fixture) {
