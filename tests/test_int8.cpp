@@ -220,6 +220,109 @@ TEST(Int8Quant, VectorMatchesScalarDefinition) {
   }
 }
 
+namespace {
+
+// The quantisation's definition, written out again: one fp32 fma, NaN and negatives to 0, round
+// half to even, 255 at most.
+uint8_t quantize_ref(float x, float inv, float zp) {
+  const float v = std::fma(x, inv, zp);
+  if (std::isnan(v) || v <= 0.f) return 0;
+  if (v >= 255.f) return 255;
+  return static_cast<uint8_t>(std::nearbyint(v));
+}
+
+}  // namespace
+
+// Bit-identical at every kernel level (run with SDPAL_ISA): lengths with every tail, start offsets,
+// exact half steps and their neighbours, values where fma and mul+add round differently,
+// out-of-range values, infinities, NaN, subnormals.
+TEST(Int8Quant, BitIdenticalToDefinitionOnTailsAndHalfSteps) {
+  std::mt19937 rng(11);
+  for (auto [lo, hi] : std::vector<std::pair<float, float>>{
+           {-1.3f, 5.1f}, {0.f, 1.f}, {-2.f, 0.f}, {-0.37f, 0.0041f}, {-300.f, 1e3f}}) {
+    const k::ActQuant a = k::ActQuant::from_range(lo, hi);
+    const float inv = a.inv_scale(), zp = static_cast<float>(a.zero_point);
+    std::vector<float> x;
+    for (int q = -3; q <= 258; ++q) {
+      const float h = (static_cast<float>(q) + 0.5f - zp) * a.scale;  // about a half step
+      for (float v : {h, std::nextafter(h, -INFINITY), std::nextafter(h, INFINITY)}) x.push_back(v);
+    }
+    // Inputs whose fma(x, inv, zp) lands exactly on .5 (found by search), and ones whose fp32
+    // product-then-sum would round otherwise than the fused result.
+    std::uniform_real_distribution<float> dist(lo - 0.5f * (hi - lo), hi + 0.5f * (hi - lo));
+    int exact_half = 0, unfused_differs = 0;
+    for (int i = 0; i < 2000000 && (exact_half < 64 || unfused_differs < 64); ++i) {
+      const float v = dist(rng);
+      const float f = std::fma(v, inv, zp);
+      if (f - std::floor(f) == 0.5f && exact_half < 64) {
+        x.push_back(v);
+        ++exact_half;
+      }
+      const float prod = v * inv;
+      if (prod + zp != f && std::nearbyint(prod + zp) != std::nearbyint(f) &&
+          unfused_differs < 64) {
+        x.push_back(v);
+        ++unfused_differs;
+      }
+    }
+    for (float v :
+         {0.f, -0.f, 1e-40f, -1e-40f, 1e30f, -1e30f, 3.4e38f, -3.4e38f, INFINITY, -INFINITY,
+          std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()})
+      x.push_back(v);
+    while (x.size() % 64 != 61) x.push_back(dist(rng));
+    std::vector<uint8_t> want(x.size());
+    for (size_t i = 0; i < x.size(); ++i) want[i] = quantize_ref(x[i], inv, zp);
+    // Every start offset and length modulo the widest vector, and the whole array.
+    for (size_t off = 0; off < 17; ++off)
+      for (size_t n :
+           {size_t(0), size_t(1), size_t(15), size_t(16), size_t(17), size_t(33), x.size() - off}) {
+        std::vector<uint8_t> q(n + 1, 0xAB);
+        k::quantize_u8(x.data() + off, static_cast<int64_t>(n), a, q.data());
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_EQ(q[i], want[off + i])
+              << "x=" << x[off + i] << " (" << lo << ", " << hi << ") off=" << off << " n=" << n;
+        ASSERT_EQ(q[n], 0xAB) << "wrote past the end";
+      }
+    if (a.zero_point != 0) {
+      EXPECT_GT(unfused_differs, 0);  // with zp = 0 both round alike
+    }
+    EXPECT_GT(exact_half, 0);
+  }
+}
+
+TEST(Int8Quant, BitIdenticalOnLargeParallelArrays) {
+  std::mt19937 rng(12);
+  const k::ActQuant a = k::ActQuant::from_range(-3.f, 7.f);
+  Tensor x = uniform_tensor({1 << 19 | 13}, rng, -4.f, 9.f);
+  std::vector<uint8_t> q(x.numel());
+  k::quantize_u8(x.data(), x.numel(), a, q.data());
+  for (int64_t i = 0; i < x.numel(); ++i)
+    ASSERT_EQ(q[i], quantize_ref(x[i], a.inv_scale(), float(a.zero_point))) << x[i];
+}
+
+TEST(Int8Quant, MinMaxIgnoresNaN) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t n : {0, 1, 5, 16, 17, 63, 1001}) {
+    std::vector<float> x(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = std::sin(0.3f * float(i)) * 5.f + 0.01f * float(i);
+    for (int64_t i = 0; i < n; i += 3) x[i] = nan;  // NaN first, in vectors and in the tail
+    float lo = INFINITY, hi = -INFINITY;
+    for (float v : x)
+      if (!std::isnan(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+    const auto [mn, mx] = k::min_max(x.data(), n);
+    EXPECT_EQ(mn, lo) << n;
+    EXPECT_EQ(mx, hi) << n;
+  }
+  const std::vector<float> all_nan(37, nan);
+  const auto [mn, mx] = k::min_max(all_nan.data(), 37);
+  EXPECT_EQ(mn, INFINITY);
+  EXPECT_EQ(mx, -INFINITY);
+  const std::vector<float> inf = {1.f, -INFINITY, 2.f, INFINITY, nan};
+  const auto [il, ih] = k::min_max(inf.data(), 5);
+  EXPECT_EQ(il, -INFINITY);
+  EXPECT_EQ(ih, INFINITY);
+}
+
 TEST(Int8Quant, WeightsPerOutputChannelSymmetric) {
   std::mt19937 rng(4);
   Tensor w = uniform_tensor({5, 33}, rng, -1.f, 1.f);

@@ -1,7 +1,5 @@
 #include "compression/int8_calibration.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -12,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/json_file.h"
+#include "kernels/int8_quant.h"
 #include "models/unet.h"
 
 namespace fs = std::filesystem;
@@ -28,31 +27,6 @@ float json_float(const ojson& j, const char* key, const std::string& where) {
   SDPAL_CHECK(std::isfinite(v) && std::fabs(v) < 1e30,
               where + ": '" + key + "' = " + j[key].dump() + " is not a usable range end");
   return static_cast<float>(v);
-}
-
-// min and max of x (AVX-512; NaN is ignored).
-std::pair<float, float> min_max(const float* x, int64_t n) {
-  __m512 lo = _mm512_set1_ps(INFINITY), hi = _mm512_set1_ps(-INFINITY);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 v = _mm512_loadu_ps(x + i);
-    lo = _mm512_min_ps(v, lo);  // NaN in v: keeps lo
-    hi = _mm512_max_ps(v, hi);
-  }
-  // Lanes through memory: GCC 12's _mm512_reduce_* trip -Wuninitialized in its own header.
-  alignas(64) float l[16], h[16];
-  _mm512_store_ps(l, lo);
-  _mm512_store_ps(h, hi);
-  float mn = l[0], mx = h[0];
-  for (int k = 1; k < 16; ++k) {
-    mn = std::min(mn, l[k]);
-    mx = std::max(mx, h[k]);
-  }
-  for (; i < n; ++i) {
-    mn = std::min(mn, x[i]);
-    mx = std::max(mx, x[i]);
-  }
-  return {mn, mx};
 }
 
 }  // namespace
@@ -170,7 +144,7 @@ int64_t apply_int8_calibration(UNet& unet, const Int8Calibration& c, const std::
 }
 
 void RangeObserver::observe(const WeightLayer& layer, const Tensor& x, double flops) {
-  const auto [mn, mx] = min_max(x.data(), x.numel());
+  const auto [mn, mx] = k::min_max(x.data(), x.numel());
   Acc& a = acc_[layer.name];
   a.min = a.count ? std::min(a.min, mn) : mn;
   a.max = a.count ? std::max(a.max, mx) : mx;

@@ -1,38 +1,98 @@
+// Activations as Highway kernels (kernels/simd_math-inl.h), dispatched at the kernel level.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/activation.cpp"
 #include "kernels/activation.h"
 
-#include <immintrin.h>
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
 
-#include <cmath>
+#include <algorithm>
+#include <cstring>
 
+#include "core/dispatch.h"
 #include "core/parallel.h"
 #include "core/profile.h"
-#include "kernels/simd_math.h"
+#include "kernels/simd_math-inl.h"
 
-namespace sdpal::k {
+HWY_BEFORE_NAMESPACE();
+namespace sdpal {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
 
-namespace {
-// Applies a vector function over n floats, the tail with a masked load/store.
-template <class F>
-inline void map_ps(float* x, int64_t n, F f) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, f(_mm512_loadu_ps(x + i)));
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(x + i, m, f(_mm512_maskz_loadu_ps(m, x + i)));
+void SiluInPlace(float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  TransformInPlace(d, x, static_cast<size_t>(n), [d](auto v) { return XSigmoid(d, v, 1.f); });
+}
+
+void QuickGeluInPlace(float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  TransformInPlace(d, x, static_cast<size_t>(n), [d](auto v) { return XSigmoid(d, v, 1.702f); });
+}
+
+void GeluInPlace(float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  TransformInPlace(d, x, static_cast<size_t>(n), [d](auto v) { return Gelu(d, v); });
+}
+
+void ReluInPlace(float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  // x > 0 ? x : 0, so NaN becomes 0 as in the scalar definition.
+  TransformInPlace(d, x, static_cast<size_t>(n),
+                   [d](auto v) { return hn::IfThenElseZero(hn::Gt(v, hn::Zero(d)), v); });
+}
+
+void ExpInPlace(float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  TransformInPlace(d, x, static_cast<size_t>(n), [d](auto v) { return Exp(d, v); });
+}
+
+void ErfInPlace(float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  TransformInPlace(d, x, static_cast<size_t>(n), [d](auto v) { return Erf(d, v); });
+}
+
+// o[j] = a[j] * gelu(g[j]) for rows [m0, m1) of h = [a | g], each half D wide.
+void GegluRows(const float* h, float* y, int64_t m0, int64_t m1, int64_t D) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* a = h + m * 2 * D;
+    float* o = y + m * D;
+    int64_t j = 0;
+    for (; j + N <= D; j += N)
+      hn::StoreU(hn::Mul(hn::LoadU(d, a + j), Gelu(d, hn::LoadU(d, a + D + j))), d, o + j);
+    if (j < D) {
+      HWY_ALIGN float va[hn::MaxLanes(d)] = {}, vg[hn::MaxLanes(d)] = {};
+      const size_t bytes = static_cast<size_t>(D - j) * sizeof(float);
+      std::memcpy(va, a + j, bytes);
+      std::memcpy(vg, a + D + j, bytes);
+      hn::Store(hn::Mul(hn::Load(d, va), Gelu(d, hn::Load(d, vg))), d, va);
+      std::memcpy(o + j, va, bytes);
+    }
   }
 }
-}  // namespace
 
-void silu_(float* x, int64_t n) {
-  map_ps(x, n, [](__m512 v) { return simd::x_sigmoid_ps(v, 1.f); });
-}
-void gelu_(float* x, int64_t n) { map_ps(x, n, simd::gelu_ps); }
-void quick_gelu_(float* x, int64_t n) {
-  map_ps(x, n, [](__m512 v) { return simd::x_sigmoid_ps(v, 1.702f); });
-}
-void relu_(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : 0.f;
-}
+}  // namespace HWY_NAMESPACE
+}  // namespace sdpal
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace sdpal::k {
+
+HWY_EXPORT(SiluInPlace);
+HWY_EXPORT(QuickGeluInPlace);
+HWY_EXPORT(GeluInPlace);
+HWY_EXPORT(ReluInPlace);
+HWY_EXPORT(ExpInPlace);
+HWY_EXPORT(ErfInPlace);
+HWY_EXPORT(GegluRows);
+
+void silu_(float* x, int64_t n) { SDPAL_DISPATCH(SiluInPlace)(x, n); }
+void gelu_(float* x, int64_t n) { SDPAL_DISPATCH(GeluInPlace)(x, n); }
+void quick_gelu_(float* x, int64_t n) { SDPAL_DISPATCH(QuickGeluInPlace)(x, n); }
+void relu_(float* x, int64_t n) { SDPAL_DISPATCH(ReluInPlace)(x, n); }
+void exp_(float* x, int64_t n) { SDPAL_DISPATCH(ExpInPlace)(x, n); }
+void erf_(float* x, int64_t n) { SDPAL_DISPATCH(ErfInPlace)(x, n); }
 
 namespace {
 template <void (*F)(float*, int64_t)>
@@ -58,22 +118,13 @@ Tensor geglu(const Tensor& h) {
   Shape s = h.shape();
   s.back() = D;
   Tensor y(s);
+  // Rows in blocks of about 16k outputs, so that one dispatch serves many short rows.
+  const int64_t rows = std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1));
 #pragma omp parallel for schedule(static) if (M * D2 > kParallelGrain)
-  for (int64_t m = 0; m < M; ++m) {
-    const float* a = h.data() + m * D2;
-    float* o = y.data() + m * D;
-    int64_t j = 0;
-    for (; j + 16 <= D; j += 16)
-      _mm512_storeu_ps(
-          o + j, _mm512_mul_ps(_mm512_loadu_ps(a + j), simd::gelu_ps(_mm512_loadu_ps(a + D + j))));
-    if (j < D) {
-      const __mmask16 k = static_cast<__mmask16>((1u << (D - j)) - 1);
-      _mm512_mask_storeu_ps(o + j, k,
-                            _mm512_mul_ps(_mm512_maskz_loadu_ps(k, a + j),
-                                          simd::gelu_ps(_mm512_maskz_loadu_ps(k, a + D + j))));
-    }
-  }
+  for (int64_t m0 = 0; m0 < M; m0 += rows)
+    SDPAL_DISPATCH(GegluRows)(h.data(), y.data(), m0, std::min(M, m0 + rows), D);
   return y;
 }
 
 }  // namespace sdpal::k
+#endif  // HWY_ONCE

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace sdpal::k {
@@ -19,9 +20,13 @@ struct ActQuant {
   float dequant(uint8_t q) const { return static_cast<float>(q - zero_point) * scale; }
 };
 
-// x[n] -> q[n] as ActQuant describes (AVX-512, parallel for large n; NaN maps to 0).
+// x[n] -> q[n] as ActQuant describes (vectorised, parallel for large n; NaN maps to 0), the same
+// bytes as the scalar definition at every kernel level.
 void quantize_u8(const float* x, int64_t n, const ActQuant& a, uint8_t* q);
 uint8_t quantize_u8(float x, const ActQuant& a);  // the scalar definition
+
+// {min, max} of x[n], NaN ignored ({inf, -inf} if x holds no number): a calibration range.
+std::pair<float, float> min_max(const float* x, int64_t n);
 
 // Weights [rows, cols] row-major (rows = output channels), quantised per row symmetrically:
 // w ≈ q * scale[row], q in [-127, 127] (never -128, so that u8 x s8 products of VNNI's 4-term sums

@@ -1,5 +1,5 @@
 // `sdpal bench`: times UNet forwards of a diffusers model and relates them to the analytic FLOP
-// count (models/flops.h) and to this CPU's fp32 peak, measured with an AVX-512 FMA loop.
+// count (models/flops.h) and to this CPU's fp32 peak, measured at the kernel level it runs at.
 #include <malloc.h>
 #include <omp.h>
 #include <sys/resource.h>
@@ -18,6 +18,7 @@
 #include "compression/int8_calibration.h"
 #include "compression/quality.h"
 #include "core/atomic_file.h"
+#include "core/cpu.h"
 #include "core/error.h"
 #include "core/profile.h"
 #include "kernels/packed_gemm.h"
@@ -294,9 +295,12 @@ nlohmann::json report_breakdown(const prof::Totals& t, int steps, double step_s,
     const double peak = is_int8 ? pk.int8 : pk.fp32;
     std::printf("    %-17s %8.3f s %6.1f%%", std::string(prof::op_name(op)).c_str(), s,
                 100 * s / step_s);
-    if (rate > 0)
+    if (rate > 0 && peak > 0)
       std::printf(" %8.1f G%s/s %5.1f%% of %s peak", rate, is_int8 ? "OP" : "FLOP",
-                  100 * rate / peak, is_int8 ? "int8 VNNI" : "fp32");
+                  100 * rate / peak, is_int8 ? "int8" : "fp32");
+    else if (rate > 0)
+      std::printf(" %8.1f G%s/s (no %s peak measured)", rate, is_int8 ? "OP" : "FLOP",
+                  is_int8 ? "int8" : "fp32");
     std::printf("\n");
     j[std::string(prof::op_name(op))] = {
         {"seconds_per_step", s}, {"gflops", rate}, {"calls_per_step", double(x.calls) / steps}};
@@ -316,10 +320,13 @@ void run(const Options& o) {
     run_pipeline(o, parse_sizes(o).front());
     return;
   }
+  const std::string level = cpu::level_name(cpu::level());
+  std::printf("kernel level %s on %s; fp32 peak: %s; int8 peak: %s\n", level.c_str(),
+              cpu::model_name().c_str(), fma_peak_name().c_str(), int8_peak_name().c_str());
   if (o.peak_only) {
     for (int i = 0; i < 5; ++i)
-      std::printf("peaks, %d threads: fp32 %.1f GFLOP/s, int8 VNNI %.1f GOP/s (load average %s)\n",
-                  threads, measure_fma_peak(threads), measure_vnni_peak(threads),
+      std::printf("peaks, %d threads: fp32 %.1f GFLOP/s, int8 %.1f GOP/s (load average %s)\n",
+                  threads, measure_fma_peak(threads), measure_int8_peak(threads),
                   load_average().c_str());
     return;
   }
@@ -338,15 +345,19 @@ void run(const Options& o) {
       "load average %s\n",
       o.model.c_str(), o.batch, threads, o.warmup, o.steps, load_before.c_str());
   std::printf(
-      "peaks are measured before each row (fp32 AVX-512 FMA loop; nominal %.1f GFLOP/s); GFLOP/s "
+      "peaks are measured before each row (%s loop; nominal %.1f GFLOP/s); GFLOP/s "
       "of a step counts the dense model's FLOPs (token merging saves some of them)\n",
-      o.nominal_peak);
+      fma_peak_name().c_str(), o.nominal_peak);
   nlohmann::json report = {{"model", o.model},
                            {"batch", o.batch},
                            {"threads", threads},
                            {"steps", o.steps},
                            {"warmup", o.warmup},
                            {"peak_nominal_gflops", o.nominal_peak},
+                           {"level", level},
+                           {"cpu", cpu::model_name()},
+                           {"fp32_peak_loop", fma_peak_name()},
+                           {"int8_peak_loop", int8_peak_name()},
                            {"load_average_before", load_before},
                            {"results", nlohmann::json::array()}};
   if (!baseline.label.empty()) report["baseline"] = baseline.label;
@@ -380,7 +391,7 @@ void run(const Options& o) {
       Tensor out;
       for (int i = 0; i < o.warmup; ++i) out = unet.forward(sample, {500}, context);
       // The machine may be shared: peaks are taken under the same conditions as the steps.
-      const Peaks pk{measure_fma_peak(threads), c.int8 ? measure_vnni_peak(threads) : 0};
+      const Peaks pk{measure_fma_peak(threads), c.int8 ? measure_int8_peak(threads) : 0};
       std::vector<double> times;
       prof::reset();
       prof::enable(true);
@@ -507,7 +518,8 @@ const bool registered = register_command(
                     "Time one whole generation instead (text encoder, --steps UNet steps with CFG, "
                     "VAE decode) at the first size, and report its peak RSS");
        app.add_flag("--peak-only", o->peak_only,
-                    "Only measure the fp32 FMA peak (5 times) and exit; no model needed");
+                    "Only measure the fp32 and int8 peaks of the kernel level (5 times) and exit; "
+                    "no model needed");
        app.callback([o] { run(*o); });
      }});
 
