@@ -389,6 +389,22 @@ TEST(Int8Conv2d, ExtremeValuesDoNotSaturate) {
   }
 }
 
+TEST(Int8Speed, LevelsWithoutAFastKernelAreNamedWithTheAlternatives) {
+  // x86: oneDNN's JIT int8 beats its fp32 at every level (SSE4.1 too); aarch64: reference code.
+  for (cpu::Level l :
+       {cpu::Level::baseline, cpu::Level::avx2, cpu::Level::avx512, cpu::Level::avx512vnni}) {
+    EXPECT_TRUE(k::int8_is_fast(l)) << cpu::level_name(l);
+    EXPECT_EQ(k::int8_speed_warning(l), "");
+  }
+  for (cpu::Level l : {cpu::Level::neon, cpu::Level::neon_dotprod}) {
+    EXPECT_FALSE(k::int8_is_fast(l));
+    const std::string w = k::int8_speed_warning(l);
+    EXPECT_NE(w.find(std::string("(level ") + cpu::level_name(l) + ")"), std::string::npos) << w;
+    EXPECT_NE(w.find("slower than fp32"), std::string::npos) << w;
+    EXPECT_NE(w.find("palettized model (`sdpal compress`)"), std::string::npos) << w;
+  }
+}
+
 // ---- calibration files, int8 models, CLI ----
 
 namespace {
@@ -588,6 +604,9 @@ TEST_F(Int8Files, CliCalibrateThenGenerateInt8) {
   r = run_cli({"generate", "-m", m, "-p", "a cat", "--steps", "3", "-s", "1", "-q", "--int8",
                "--int8-calibration", cal, "-o", path("a.png")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Where int8 has no fast kernel, generate says so (even with -q) and goes on.
+  const bool slow_warned = r.err.find("has no fast kernel") != std::string::npos;
+  EXPECT_EQ(slow_warned, !k::int8_is_fast(cpu::level())) << r.err;
   const auto text = read_png(path("a.png")).text;
   ASSERT_TRUE(text.count("parameters"));
   EXPECT_NE(text.at("parameters").find("int8: W8A8"), std::string::npos) << text.at("parameters");
