@@ -15,6 +15,7 @@
 #include "compression/calibrate.h"
 #include "compression/int8_calibration.h"
 #include "compression/quality.h"
+#include "core/cpu.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "formats/png.h"
@@ -328,20 +329,49 @@ TEST(Int8Quant, WeightsPerOutputChannelSymmetric) {
   Tensor w = uniform_tensor({5, 33}, rng, -1.f, 1.f);
   for (int i = 0; i < 33; ++i) w[33 * 2 + i] = 0.f;  // an all-zero row
   for (int i = 0; i < 33; ++i) w[33 * 3 + i] *= 100.f;
-  const k::Int8Weights q = k::quantize_weights_s8(w.data(), 5, 33);
-  EXPECT_EQ(q.scale[2], 1.f);
-  for (int64_t o = 0; o < 5; ++o) {
-    float amax = 0.f;
-    for (int64_t i = 0; i < 33; ++i) amax = std::max(amax, std::fabs(w[o * 33 + i]));
-    if (amax > 0.f) {
-      EXPECT_FLOAT_EQ(q.scale[o], amax / 127.f);
-    }
-    for (int64_t i = 0; i < 33; ++i) {
-      const int v = q.q[o * 33 + i];
-      EXPECT_GE(v, -127);
-      EXPECT_LE(std::fabs(v * q.scale[o] - w[o * 33 + i]), q.scale[o] * 0.5f + 1e-6f);
+  for (int qmax : {127, 64, 1}) {
+    const k::Int8Weights q = k::quantize_weights_s8(w.data(), 5, 33, qmax);
+    EXPECT_EQ(q.scale[2], 1.f);
+    for (int64_t o = 0; o < 5; ++o) {
+      float amax = 0.f;
+      for (int64_t i = 0; i < 33; ++i) amax = std::max(amax, std::fabs(w[o * 33 + i]));
+      if (amax > 0.f) {
+        EXPECT_FLOAT_EQ(q.scale[o], amax / static_cast<float>(qmax));
+      }
+      int top = 0;
+      for (int64_t i = 0; i < 33; ++i) {
+        const int v = q.q[o * 33 + i];
+        EXPECT_LE(std::abs(v), qmax);
+        top = std::max(top, std::abs(v));
+        EXPECT_LE(std::fabs(v * q.scale[o] - w[o * 33 + i]), q.scale[o] * 0.5f + 1e-6f);
+      }
+      if (amax > 0.f) {
+        EXPECT_EQ(top, qmax);
+      }
     }
   }
+  EXPECT_THROW(k::quantize_weights_s8(w.data(), 5, 33, 128), Error);
+  EXPECT_THROW(k::quantize_weights_s8(w.data(), 5, 33, 0), Error);
+}
+
+TEST(Int8Quant, WeightRangeFollowsTheLevel) {
+  // Full int8 only where the kernels accumulate u8 x s8 products exactly (VNNI; aarch64's
+  // reference code); x86 without VNNI sums pairs in saturating int16: 2 * 255 * 64 fits.
+  const int qmax = k::int8_weight_max();
+#if defined(__x86_64__)
+  EXPECT_EQ(qmax, cpu::use_avx512_vnni() ? 127 : 64) << cpu::level_name(cpu::level());
+#else
+  EXPECT_EQ(qmax, 127);
+#endif
+  if (!cpu::use_avx512_vnni()) {
+    EXPECT_LE(2 * 255 * qmax, 32767);
+  }
+  std::mt19937 rng(5);
+  const Tensor w = uniform_tensor({3, 20}, rng, -1.f, 1.f);
+  const k::Int8Weights a = k::quantize_weights_s8(w.data(), 3, 20);
+  const k::Int8Weights b = k::quantize_weights_s8(w.data(), 3, 20, qmax);
+  EXPECT_EQ(a.q, b.q);
+  EXPECT_EQ(a.scale, b.scale);
 }
 
 TEST(Int8Linear, MatchesDequantisedAndStaysWithinQuantisationError) {
@@ -422,6 +452,60 @@ TEST(Int8Conv2d, OneLayerServesSeveralImageSizes) {
   EXPECT_GE(sources, 2);
   EXPECT_LE(sources, 4);
   EXPECT_GE(conv.weight_bytes(), size_t{64 * 64 * 9});
+}
+
+TEST(Int8Conv2d, ExtremeValuesDoNotSaturate) {
+  // The worst case for pairwise int16 sums: every input at the top of its range (q = 255) and
+  // every weight at +-max, so that neighbouring products share their sign; with a few rows of
+  // mixed signs and an input that also reaches the bottom (q = 0).
+  const k::ActQuant a = k::ActQuant::from_range(-1.f, 3.f);
+  for (const ConvCase c :
+       {ConvCase{1, 32, 32, 64, 48, 3, 1, 1, 1, 1, 1}, ConvCase{2, 4, 4, 64, 48, 3, 1, 1, 1, 1, 1},
+        ConvCase{1, 8, 8, 1920, 32, 3, 1, 1, 1, 1, 1},
+        ConvCase{1, 6, 40, 96, 40, 1, 1, 0, 0, 0, 0}}) {
+    const int64_t taps = c.k * c.k, cols = c.cin * taps;
+    Tensor x({c.n, c.h, c.w, c.cin});
+    for (int64_t i = 0; i < x.numel(); ++i) x[i] = (i % 97 == 0) ? -1.f : 3.f;
+    Tensor w({c.cout, c.cin, c.k, c.k});
+    for (int64_t o = 0; o < c.cout; ++o)
+      for (int64_t i = 0; i < cols; ++i)
+        w[o * cols + i] = o % 3 == 0 ? 0.25f : o % 3 == 1 ? -0.25f : ((i / 2) % 2 ? 0.25f : -0.25f);
+    k::Conv2dParams p;
+    p.cout = c.cout;
+    p.kh = p.kw = c.k;
+    p.pad_t = p.pad_l = p.pad_b = p.pad_r = c.pad_t;
+    const k::Int8Conv2d conv([&] { return w.data(); }, nullptr, c.cin, p, a);
+    const Dequantised d = dequantise(x, a, w.data(), c.cout, cols);
+    expect_matches_dequantised(
+        conv(x), conv_ref(d.x, d.w, nullptr, x.shape(), c.cin, p),
+        "extreme conv " + std::to_string(c.cin) + " k" + std::to_string(c.k));
+    if (c.k == 1) {  // and the linear layer directly, with one row (a matmul of M = 1)
+      const k::Int8Linear lin(w.data(), nullptr, c.cin, c.cout, a);
+      Tensor row({1, c.cin});
+      std::copy(x.data(), x.data() + c.cin, row.data());
+      Tensor row4 = row;
+      row4.reshape_inplace({1, 1, 1, c.cin});
+      const Dequantised dr = dequantise(row, a, w.data(), c.cout, cols);
+      expect_matches_dequantised(lin(row), conv_ref(dr.x, dr.w, nullptr, row4.shape(), c.cin, p),
+                                 "extreme linear");
+    }
+  }
+}
+
+TEST(Int8Speed, LevelsWithoutAFastKernelAreNamedWithTheAlternatives) {
+  // x86: oneDNN's JIT int8 beats its fp32 at every level (SSE4.1 too); aarch64: reference code.
+  for (cpu::Level l :
+       {cpu::Level::baseline, cpu::Level::avx2, cpu::Level::avx512, cpu::Level::avx512vnni}) {
+    EXPECT_TRUE(k::int8_is_fast(l)) << cpu::level_name(l);
+    EXPECT_EQ(k::int8_speed_warning(l), "");
+  }
+  for (cpu::Level l : {cpu::Level::neon, cpu::Level::neon_dotprod}) {
+    EXPECT_FALSE(k::int8_is_fast(l));
+    const std::string w = k::int8_speed_warning(l);
+    EXPECT_NE(w.find(std::string("(level ") + cpu::level_name(l) + ")"), std::string::npos) << w;
+    EXPECT_NE(w.find("slower than fp32"), std::string::npos) << w;
+    EXPECT_NE(w.find("palettized model (`sdpal compress`)"), std::string::npos) << w;
+  }
 }
 
 // ---- calibration files, int8 models, CLI ----
@@ -623,6 +707,9 @@ TEST_F(Int8Files, CliCalibrateThenGenerateInt8) {
   r = run_cli({"generate", "-m", m, "-p", "a cat", "--steps", "3", "-s", "1", "-q", "--int8",
                "--int8-calibration", cal, "-o", path("a.png")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Where int8 has no fast kernel, generate says so (even with -q) and goes on.
+  const bool slow_warned = r.err.find("has no fast kernel") != std::string::npos;
+  EXPECT_EQ(slow_warned, !k::int8_is_fast(cpu::level())) << r.err;
   const auto text = read_png(path("a.png")).text;
   ASSERT_TRUE(text.count("parameters"));
   EXPECT_NE(text.at("parameters").find("int8: W8A8"), std::string::npos) << text.at("parameters");

@@ -1,5 +1,5 @@
 // W8A8 2-D convolution on NHWC activations: uint8 input (per tensor, asymmetric), int8 OIHW
-// weights (per output channel, symmetric), oneDNN's VNNI convolutions, fp32 output and bias.
+// weights (per output channel, symmetric), oneDNN's int8 convolutions, fp32 output and bias.
 // Padding is zero in real terms (the zero point in uint8), as in the fp32 convolution.
 #pragma once
 #include <functional>

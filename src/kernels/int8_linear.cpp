@@ -17,9 +17,20 @@ using tag = dnnl::memory::format_tag;
 
 }  // namespace
 
-// oneDNN's u8 x s8 matmul (brgemm on VNNI). The weight is reordered once into the layout the
-// primitive asks for, which on the machines measured does not depend on M; primitives, whose
-// output scales (act scale x weight scale) are fixed at creation, are made per M and kept.
+bool int8_is_fast(cpu::Level l) { return l != cpu::Level::neon && l != cpu::Level::neon_dotprod; }
+
+std::string int8_speed_warning(cpu::Level l) {
+  if (int8_is_fast(l)) return "";
+  return std::string("--int8: int8 compute on this CPU (level ") + cpu::level_name(l) +
+         ") has no fast kernel: oneDNN has only reference (unoptimised) int8 code here, no faster "
+         "and usually slower than fp32; use --int8 on x86 CPUs (AVX2, AVX-512, best with "
+         "VNNI), or a palettized model (`sdpal compress`) to save memory";
+}
+
+// oneDNN's u8 x s8 matmul (brgemm on VNNI, gemm:jit without it, where the weights have 7 bits:
+// int8_weight_max). The weight is reordered once into the layout the primitive asks for, which
+// on the machines measured does not depend on M; primitives, whose output scales (act scale x
+// weight scale) are fixed at creation, are made per M and kept.
 // The zero point is not given to oneDNN (its src zero points gave wrong results for some
 // convolution shapes in oneDNN 2.6.3): Σ w (q - zp) = Σ w q - zp Σ w, and zp Σ w goes into the
 // bias.

@@ -1,14 +1,23 @@
 // W8A8 linear layer: uint8 activations (per tensor, asymmetric) times int8 weights (per output
-// channel, symmetric) on oneDNN's VNNI matmul, int32 accumulation, fp32 output and bias.
+// channel, symmetric) on oneDNN's int8 matmul, int32 accumulation, fp32 output and bias.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/tensor.h"
 #include "kernels/int8_quant.h"
 
 namespace sdpal::k {
+
+// Whether oneDNN's int8 kernels beat its fp32 ones at level l: on x86 at every level (JIT code
+// from SSE4.1 up; SD 1.5's UNet step measured 2.1x to 2.4x faster), not on aarch64, where
+// oneDNN 2.6 has only reference int8 code.
+bool int8_is_fast(cpu::Level l);
+// For `generate --int8` where !int8_is_fast(l): what happens and what to use instead; "" else.
+std::string int8_speed_warning(cpu::Level l);
 
 class Int8Linear {
  public:

@@ -13,7 +13,9 @@
 #include <limits>
 #include <memory>
 
+#include "core/cpu.h"
 #include "core/dispatch.h"
+#include "core/error.h"
 #include "core/parallel.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -168,7 +170,21 @@ uint8_t quantize_u8(float x, const ActQuant& a) {
   return static_cast<uint8_t>(std::min(std::nearbyint(v), 255.f));
 }
 
+int int8_weight_max() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return cpu::use_avx512_vnni() ? 127 : 64;
+#else
+  return 127;
+#endif
+}
+
 Int8Weights quantize_weights_s8(const float* w, int64_t rows, int64_t cols) {
+  return quantize_weights_s8(w, rows, cols, int8_weight_max());
+}
+
+Int8Weights quantize_weights_s8(const float* w, int64_t rows, int64_t cols, int qmax) {
+  SDPAL_CHECK(qmax >= 1 && qmax <= 127, "int8 weights: qmax must be from 1 to 127");
+  const float qm = static_cast<float>(qmax);
   Int8Weights r;
   r.rows = rows;
   r.cols = cols;
@@ -179,11 +195,11 @@ Int8Weights quantize_weights_s8(const float* w, int64_t rows, int64_t cols) {
     const float* row = w + o * cols;
     float amax = 0.f;
     for (int64_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(row[i]));
-    const float scale = amax > 0.f ? amax / 127.f : 1.f;
+    const float scale = amax > 0.f ? amax / qm : 1.f;
     const float inv = 1.f / scale;
     int8_t* qr = r.q.data() + o * cols;
     for (int64_t i = 0; i < cols; ++i)
-      qr[i] = static_cast<int8_t>(std::clamp(std::nearbyint(row[i] * inv), -127.f, 127.f));
+      qr[i] = static_cast<int8_t>(std::clamp(std::nearbyint(row[i] * inv), -qm, qm));
     r.scale[o] = scale;
   }
   return r;

@@ -29,14 +29,22 @@ uint8_t quantize_u8(float x, const ActQuant& a);  // the scalar definition
 std::pair<float, float> min_max(const float* x, int64_t n);
 
 // Weights [rows, cols] row-major (rows = output channels), quantised per row symmetrically:
-// w ≈ q * scale[row], q in [-127, 127] (never -128, so that u8 x s8 products of VNNI's 4-term sums
-// cannot overflow anywhere). An all-zero row gets scale 1.
+// w ≈ q * scale[row], q in [-qmax, qmax] (never -128, so that u8 x s8 products of VNNI's 4-term
+// sums cannot overflow anywhere). An all-zero row gets scale 1.
 struct Int8Weights {
   int64_t rows = 0, cols = 0;
   std::vector<int8_t> q;
   std::vector<float> scale;
 };
+Int8Weights quantize_weights_s8(const float* w, int64_t rows, int64_t cols, int qmax);
+// With the level's int8_weight_max().
 Int8Weights quantize_weights_s8(const float* w, int64_t rows, int64_t cols);
+
+// The largest weight magnitude the int8 kernels of the active level compute exactly: 127 with
+// VNNI (and oneDNN's int32 reference code on aarch64), 64 on x86 without it, where oneDNN adds
+// u8 x s8 products pairwise into saturating int16 (vpmaddubsw: 2 * 255 * 64 still fits, 127
+// does not). Weights are quantised at load time, so calibration files stay level-free.
+int int8_weight_max();
 
 // Reused per-thread buffer for quantised activations (valid until the next call on the thread).
 uint8_t* u8_scratch(size_t n);

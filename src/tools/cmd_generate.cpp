@@ -5,9 +5,11 @@
 #include <filesystem>
 #include <random>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "formats/png.h"
 #include "formats/safetensors.h"
+#include "kernels/int8_linear.h"
 #include "models/taesd.h"
 #include "pipeline/generate.h"
 #include "pipeline/infotext.h"
@@ -103,6 +105,11 @@ void run(const GenerateArgs& a) {
   apply_threads(a.model.threads);
   const auto t0 = std::chrono::steady_clock::now();
   auto model = load_model(a.model, /*need_encoder=*/!a.init_image.empty());
+  // Even with -q: the choice of --int8 is what makes this run slow, and the user should know.
+  if (model->int8_layers > 0) {
+    const std::string slow = k::int8_speed_warning(cpu::level());
+    if (!slow.empty()) std::fprintf(stderr, "sdpal: warning: %s\n", slow.c_str());
+  }
   GenerateParams p;
   p.prompts.assign(a.batch, a.prompt);
   if (!a.negative_prompt.empty()) p.negative_prompts = {a.negative_prompt};
