@@ -26,11 +26,63 @@ namespace sdpal {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// The NBITS bytes at p as a little-endian number, by whole loads (a 6-byte memcpy into a word
+// would be stored and reloaded: a store-forwarding stall per 8 indices).
+template <int NBITS>
+inline uint64_t load_le(const uint8_t* p) {
+  if constexpr (NBITS == 1) {
+    return p[0];
+  } else if constexpr (NBITS == 2) {
+    uint16_t v;
+    std::memcpy(&v, p, 2);
+    return v;
+  } else if constexpr (NBITS == 4) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  } else {
+    uint32_t lo;
+    uint16_t hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + 4, 2);
+    return lo | static_cast<uint64_t>(hi) << 32;
+  }
+}
+
+// Scalar: eight indices at a time from one little-endian word of NBITS bytes.
+template <int NBITS>
+void ScalarPaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float* lut,
+                      float* out) {
+  int64_t i = 0;
+  for (; i < count && (first + i) % 8 != 0; ++i)
+    out[i] = lut[packed_index_at(packed, first + i, NBITS)];
+  constexpr uint64_t kMask = (1u << NBITS) - 1u;
+  for (; i + 8 <= count; i += 8) {
+    const uint64_t v = load_le<NBITS>(packed + (first + i) / 8 * NBITS);
+    for (int t = 0; t < 8; ++t) out[i + t] = lut[(v >> (t * NBITS)) & kMask];
+  }
+  for (; i < count; ++i) out[i] = lut[packed_index_at(packed, first + i, NBITS)];
+}
+
+void ScalarExpandPaletteRun(const uint8_t* packed, int nbits, int64_t first, int64_t count,
+                            const float* lut, float* out) {
+  switch (nbits) {
+    case 1:
+      return ScalarPaletteRun<1>(packed, first, count, lut, out);
+    case 2:
+      return ScalarPaletteRun<2>(packed, first, count, lut, out);
+    case 4:
+      return ScalarPaletteRun<4>(packed, first, count, lut, out);
+    default:
+      return ScalarPaletteRun<6>(packed, first, count, lut, out);
+  }
+}
+
 #if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
 
 void ExpandPaletteRun(const uint8_t* packed, int nbits, int64_t first, int64_t count,
                       const float* lut, float* out) {
-  for (int64_t i = 0; i < count; ++i) out[i] = lut[packed_index_at(packed, first + i, nbits)];
+  ScalarExpandPaletteRun(packed, nbits, first, count, lut, out);
 }
 
 #else
@@ -120,6 +172,12 @@ void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float
 
 void ExpandPaletteRun(const uint8_t* packed, int nbits, int64_t first, int64_t count,
                       const float* lut, float* out) {
+  // Below 8 lanes (SSE4, NEON), or for 64 entries below 16 lanes (AVX2), the sub-table
+  // selects cost more than they save: the scalar loop measured faster on Zen 4 (SSE4 4-bit
+  // 7.8 vs 1.3 GB/s, AVX2 6-bit 3 vs 2 GB/s, in cache, one thread).
+  constexpr size_t N = hn::MaxLanes(hn::ScalableTag<float>());
+  if (N < 8 || (nbits == 6 && N < 16))
+    return ScalarExpandPaletteRun(packed, nbits, first, count, lut, out);
   switch (nbits) {
     case 1:
       return PaletteRun<1>(packed, first, count, lut, out);
