@@ -21,10 +21,11 @@
 #include "core/error.h"
 #include "core/parallel.h"
 
-HWY_BEFORE_NAMESPACE();
-namespace sdpal {
-namespace HWY_NAMESPACE {
-namespace hn = hwy::HWY_NAMESPACE;
+// The scalar kernel, compiled once at the baseline (per-target copies would be auto-vectorised
+// into gathers, slower than this loop).
+#ifndef SDPAL_EXPAND_SCALAR_ONCE
+#define SDPAL_EXPAND_SCALAR_ONCE
+namespace sdpal::expand_scalar {
 
 // The NBITS bytes at p as a little-endian number, by whole loads (a 6-byte memcpy into a word
 // would be stored and reloaded: a store-forwarding stall per 8 indices).
@@ -51,7 +52,7 @@ inline uint64_t load_le(const uint8_t* p) {
 
 // Scalar: eight indices at a time from one little-endian word of NBITS bytes.
 template <int NBITS>
-void ScalarPaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float* lut,
+void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float* lut,
                       float* out) {
   int64_t i = 0;
   for (; i < count && (first + i) % 8 != 0; ++i)
@@ -64,25 +65,33 @@ void ScalarPaletteRun(const uint8_t* packed, int64_t first, int64_t count, const
   for (; i < count; ++i) out[i] = lut[packed_index_at(packed, first + i, NBITS)];
 }
 
-void ScalarExpandPaletteRun(const uint8_t* packed, int nbits, int64_t first, int64_t count,
+void palette_run(const uint8_t* packed, int nbits, int64_t first, int64_t count,
                             const float* lut, float* out) {
   switch (nbits) {
     case 1:
-      return ScalarPaletteRun<1>(packed, first, count, lut, out);
+      return PaletteRun<1>(packed, first, count, lut, out);
     case 2:
-      return ScalarPaletteRun<2>(packed, first, count, lut, out);
+      return PaletteRun<2>(packed, first, count, lut, out);
     case 4:
-      return ScalarPaletteRun<4>(packed, first, count, lut, out);
+      return PaletteRun<4>(packed, first, count, lut, out);
     default:
-      return ScalarPaletteRun<6>(packed, first, count, lut, out);
+      return PaletteRun<6>(packed, first, count, lut, out);
   }
 }
+
+}  // namespace sdpal::expand_scalar
+#endif  // SDPAL_EXPAND_SCALAR_ONCE
+
+HWY_BEFORE_NAMESPACE();
+namespace sdpal {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
 
 void ExpandPaletteRun(const uint8_t* packed, int nbits, int64_t first, int64_t count,
                       const float* lut, float* out) {
-  ScalarExpandPaletteRun(packed, nbits, first, count, lut, out);
+  expand_scalar::palette_run(packed, nbits, first, count, lut, out);
 }
 
 #else
@@ -177,7 +186,7 @@ void ExpandPaletteRun(const uint8_t* packed, int nbits, int64_t first, int64_t c
   // 7.8 vs 1.3 GB/s, AVX2 6-bit 3 vs 2 GB/s, in cache, one thread).
   constexpr size_t N = hn::MaxLanes(hn::ScalableTag<float>());
   if (N < 8 || (nbits == 6 && N < 16))
-    return ScalarExpandPaletteRun(packed, nbits, first, count, lut, out);
+    return expand_scalar::palette_run(packed, nbits, first, count, lut, out);
   switch (nbits) {
     case 1:
       return PaletteRun<1>(packed, first, count, lut, out);
