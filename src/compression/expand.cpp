@@ -52,8 +52,7 @@ inline uint64_t load_le(const uint8_t* p) {
 
 // Scalar: eight indices at a time from one little-endian word of NBITS bytes.
 template <int NBITS>
-void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float* lut,
-                      float* out) {
+void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float* lut, float* out) {
   int64_t i = 0;
   for (; i < count && (first + i) % 8 != 0; ++i)
     out[i] = lut[packed_index_at(packed, first + i, NBITS)];
@@ -65,8 +64,8 @@ void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float
   for (; i < count; ++i) out[i] = lut[packed_index_at(packed, first + i, NBITS)];
 }
 
-void palette_run(const uint8_t* packed, int nbits, int64_t first, int64_t count,
-                            const float* lut, float* out) {
+void palette_run(const uint8_t* packed, int nbits, int64_t first, int64_t count, const float* lut,
+                 float* out) {
   switch (nbits) {
     case 1:
       return PaletteRun<1>(packed, first, count, lut, out);
@@ -118,8 +117,7 @@ struct IndexLayout {
 };
 
 template <int NBITS>
-void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float* lut,
-                float* out) {
+void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float* lut, float* out) {
   const hn::ScalableTag<float> df;
   const hn::RebindToUnsigned<decltype(df)> du;
   const hn::RebindToSigned<decltype(df)> di;
@@ -144,7 +142,8 @@ void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float
     for (size_t k = 0; k < K; ++k) {
       const auto pairs =
           hn::BitCast(d16, hn::TableLookupBytes(src, hn::LoadU(d8, kLayout.pair + 2 * N * k)));
-      const auto idx16 = hn::ShiftRight<16 - NBITS>(hn::Mul(pairs, hn::LoadU(d16, kLayout.mul + N * k)));
+      const auto idx16 =
+          hn::ShiftRight<16 - NBITS>(hn::Mul(pairs, hn::LoadU(d16, kLayout.mul + N * k)));
       const auto idx = hn::PromoteTo(du, idx16);
       const auto lanes = hn::IndicesFromVec(df, hn::BitCast(di, hn::And(idx, hn::Set(du, N - 1))));
       hn::Vec<decltype(df)> v[T];

@@ -3,6 +3,8 @@
 // with the same double operations and keeps the leftmost minimum, so the result is identical.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "compression/kmeans1d.cpp"
+#include "compression/kmeans1d.h"
+
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -34,8 +36,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 // the smallest j (*best_j). a <= b; the arrays hold kPad readable entries past b (the last
 // vector step reads them and forces those lanes to +inf).
 inline double ArgminSplit(const double* w, const double* wx, const double* wxx, const double* prev,
-                          double W, double WX, double WXX, int64_t a, int64_t b,
-                          int64_t* best_j) {
+                          double W, double WX, double WXX, int64_t a, int64_t b, int64_t* best_j) {
   const hn::ScalableTag<double> dd;
   const hn::RebindToSigned<decltype(dd)> di;
   static_assert(hn::MaxLanes(dd) <= kPad, "padding too small for the vector width");
@@ -77,8 +78,9 @@ inline double ArgminSplit(const double* w, const double* wx, const double* wxx, 
 // prev_opt may be null, and covers i <= prev_opt_end only).
 class LayerSolver {
  public:
-  LayerSolver(const double* w, const double* wx, const double* wxx, const double* prev, const int32_t* prev_opt,
-              int64_t prev_opt_end, double* cur, int32_t* opt, int64_t jmin)
+  LayerSolver(const double* w, const double* wx, const double* wxx, const double* prev,
+              const int32_t* prev_opt, int64_t prev_opt_end, double* cur, int32_t* opt,
+              int64_t jmin)
       : w_(w),
         wx_(wx),
         wxx_(wxx),
