@@ -268,6 +268,25 @@ TEST_F(CompressedFormat, EveryOutOfRangeIndexIsFound) {
   }
 }
 
+// A bad index in every field and lane position of one vector step (64 consecutive elements in
+// the vectorised body): the scan of the active level (SDPAL_ISA) catches each one.
+TEST_F(CompressedFormat, OutOfRangeIndexFoundAtEveryLanePosition) {
+  for (int nbits : {1, 2, 4, 6, 8}) {
+    const int64_t entries = nbits == 1 ? 1 : (int64_t(1) << nbits) - 1;
+    const Shape shape{3, 333};
+    for (int64_t pos = 256; pos < 320; ++pos) {
+      SCOPED_TRACE(std::to_string(nbits) + " bits, bad index at " + std::to_string(pos));
+      std::vector<uint8_t> idx = cyclic_indices(shape_numel(shape), entries);
+      idx[pos] = static_cast<uint8_t>(entries);
+      RawFile raw;
+      raw.palette("bad.weight", hand_palette(shape, nbits, 0, entries, idx));
+      raw.write(path("bad.safetensors"));
+      SafetensorsFile f(path("bad.safetensors"));
+      expect_error([&] { read_compressed(f); }, {"element " + std::to_string(pos) + " "});
+    }
+  }
+}
+
 // Large weights are scanned in parallel chunks: the first bad element is the one reported.
 TEST_F(CompressedFormat, ParallelIndexScanReportsTheFirstBadElement) {
   const Shape shape{64, 40000};

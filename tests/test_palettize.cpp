@@ -221,6 +221,49 @@ TEST(Expand, RowsMatchFullExpansion) {
   EXPECT_THROW(expand_rows(v, 6, 5, part.data()), Error);
 }
 
+// Spans starting and ending at any element, across palette groups and rows, through one
+// SpanExpander (which keeps a group's LUT between calls): the kernel of the active level
+// (SDPAL_ISA) against the scalar definition, bit for bit, with nothing written past the span.
+TEST(Expand, SpansAtAnyElementMatchScalarDefinition) {
+  std::mt19937_64 rng(21);
+  auto check_spans = [&](const CompressedView& v, const std::string& what) {
+    const std::vector<float> want = reference_expand(v);
+    const int64_t n = v.numel();
+    SpanExpander span(v);
+    std::uniform_int_distribution<int64_t> pos(0, n), len(0, 300);
+    for (int t = 0; t < 300; ++t) {
+      const int64_t e0 = pos(rng), e1 = std::min(n, e0 + (t % 10 == 0 ? n : len(rng)));
+      std::vector<float> got(e1 - e0 + 1, -7.f);
+      span(e0, e1, got.data());
+      ASSERT_EQ(got.back(), -7.f) << what << ": wrote past span " << e0 << ".." << e1;
+      got.pop_back();
+      expect_bitwise_equal(got, std::vector<float>(want.begin() + e0, want.begin() + e1),
+                           what + " span " + std::to_string(e0) + ".." + std::to_string(e1));
+      if (HasFatalFailure() || HasFailure()) return;
+    }
+  };
+  for (int nbits : kAllBits)
+    for (int64_t group_size : {int64_t(0), int64_t(4)}) {
+      const PalettizedWeight p = random_palette({24, 37}, nbits, group_size, 300 + nbits);
+      check_spans(CompressedView::of(p),
+                  std::to_string(nbits) + "-bit group " + std::to_string(group_size));
+    }
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (bool symmetric : {true, false}) {
+    Linear8Weight q;
+    q.shape = {24, 37};
+    q.symmetric = symmetric;
+    q.q.resize(24 * 37);
+    for (auto& b : q.q) b = static_cast<uint8_t>(byte(rng));
+    std::normal_distribution<float> nd(0.f, 0.01f);
+    for (int r = 0; r < 24; ++r) {
+      q.scale.push_back(std::abs(nd(rng)) + 1e-4f);
+      if (!symmetric) q.zero.push_back(static_cast<uint8_t>(byte(rng)));
+    }
+    check_spans(CompressedView::of(q), symmetric ? "linear8 symmetric" : "linear8 asymmetric");
+  }
+}
+
 TEST(Expand, StoredBytes) {
   const PalettizedWeight p = random_palette({32, 7}, 6, 16, 3);
   EXPECT_EQ(CompressedView::of(p).stored_bytes(), 2 * 64 * 2 + (32 * 7 * 6 + 7) / 8);

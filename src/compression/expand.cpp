@@ -1,8 +1,12 @@
-// Expansion of compressed weights to fp32 (the definitions in compressed_weight.h), vectorised
-// with AVX-512: a palette group's LUT is converted to fp32 once and held in registers, and each
-// block of 16 packed indices is widened to 32-bit lanes that select LUT entries with in-register
-// permutes. Converting fp16 to fp32 is exact, so the results equal the scalar lookup bit for bit.
-#include <immintrin.h>
+// Expansion of compressed weights to fp32 (the definitions in compressed_weight.h). A palette
+// group's LUT is converted to fp32 once (exactly) and held in registers; each step of packed
+// indices is widened to 32-bit lanes that select LUT entries with in-register table lookups, so
+// the results equal the scalar lookup bit for bit on every level. Portable Highway kernels here;
+// the AVX-512 level runs the hand-written palette kernel of expand_avx512.cpp (faster there).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "compression/expand.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -11,9 +15,228 @@
 
 #include "compression/bitpack.h"
 #include "compression/compressed_weight.h"
+#include "compression/expand_avx512.h"
+#include "core/cpu.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
+// The scalar kernel, compiled once at the baseline (per-target copies would be auto-vectorised
+// into gathers, slower than this loop).
+#ifndef SDPAL_EXPAND_SCALAR_ONCE
+#define SDPAL_EXPAND_SCALAR_ONCE
+namespace sdpal::expand_scalar {
+
+// The NBITS bytes at p as a little-endian number, by whole loads (a 6-byte memcpy into a word
+// would be stored and reloaded: a store-forwarding stall per 8 indices).
+template <int NBITS>
+inline uint64_t load_le(const uint8_t* p) {
+  if constexpr (NBITS == 1) {
+    return p[0];
+  } else if constexpr (NBITS == 2) {
+    uint16_t v;
+    std::memcpy(&v, p, 2);
+    return v;
+  } else if constexpr (NBITS == 4) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  } else {
+    uint32_t lo;
+    uint16_t hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + 4, 2);
+    return lo | static_cast<uint64_t>(hi) << 32;
+  }
+}
+
+// Scalar: eight indices at a time from one little-endian word of NBITS bytes.
+template <int NBITS>
+void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float* lut, float* out) {
+  int64_t i = 0;
+  for (; i < count && (first + i) % 8 != 0; ++i)
+    out[i] = lut[packed_index_at(packed, first + i, NBITS)];
+  constexpr uint64_t kMask = (1u << NBITS) - 1u;
+  for (; i + 8 <= count; i += 8) {
+    const uint64_t v = load_le<NBITS>(packed + (first + i) / 8 * NBITS);
+    for (int t = 0; t < 8; ++t) out[i + t] = lut[(v >> (t * NBITS)) & kMask];
+  }
+  for (; i < count; ++i) out[i] = lut[packed_index_at(packed, first + i, NBITS)];
+}
+
+void palette_run(const uint8_t* packed, int nbits, int64_t first, int64_t count, const float* lut,
+                 float* out) {
+  switch (nbits) {
+    case 1:
+      return PaletteRun<1>(packed, first, count, lut, out);
+    case 2:
+      return PaletteRun<2>(packed, first, count, lut, out);
+    case 4:
+      return PaletteRun<4>(packed, first, count, lut, out);
+    default:
+      return PaletteRun<6>(packed, first, count, lut, out);
+  }
+}
+
+}  // namespace sdpal::expand_scalar
+#endif  // SDPAL_EXPAND_SCALAR_ONCE
+
+HWY_BEFORE_NAMESPACE();
+namespace sdpal {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+
+void ExpandPaletteRun(const uint8_t* packed, int nbits, int64_t first, int64_t count,
+                      const float* lut, float* out) {
+  expand_scalar::palette_run(packed, nbits, first, count, lut, out);
+}
+
+#else
+
+// Steps of S = max(N, 8) indices (K = S / N vectors of N float lanes) starting at a multiple of
+// 8 elements, so that every step starts on a byte boundary. Index l of a step lies in the byte
+// pair starting at byte (l * NBITS) >> 3, at bit (l * NBITS) & 7.
+template <int NBITS, size_t N>
+struct IndexLayout {
+  static constexpr size_t S = N > 8 ? N : 8;
+  static constexpr size_t K = S / N;
+  // Byte numbers of each index's pair (low byte first), for a byte shuffle.
+  uint8_t pair[2 * S];
+  // 2^(16 - shift - NBITS): moves the index's top bit to bit 15 of its 16-bit pair.
+  uint16_t mul[S];
+  constexpr IndexLayout() : pair(), mul() {
+    for (size_t l = 0; l < S; ++l) {
+      const size_t bit = l * NBITS;
+      pair[2 * l] = static_cast<uint8_t>(bit >> 3);
+      pair[2 * l + 1] = static_cast<uint8_t>((bit >> 3) + 1);
+      mul[l] = static_cast<uint16_t>(1u << (16 - (bit & 7) - NBITS));
+    }
+  }
+};
+
+template <int NBITS>
+void PaletteRun(const uint8_t* packed, int64_t first, int64_t count, const float* lut, float* out) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint16_t, decltype(du)> d16;
+  const hn::Repartition<uint8_t, decltype(d16)> d8;
+  constexpr size_t N = hn::MaxLanes(df);
+  using Layout = IndexLayout<NBITS, N>;
+  static constexpr Layout kLayout{};
+  constexpr size_t S = Layout::S, K = Layout::K;
+  // Bytes one step reads: a 16-byte block (repeated in every block of a wider vector), or the
+  // whole vector when it is narrower.
+  constexpr size_t kLoad = hn::MaxLanes(d8) < 16 ? hn::MaxLanes(d8) : 16;
+  // Sub-tables of N entries: a 1- or 2-bit table fits in N lanes (it repeats with its period);
+  // wider ones need 16 / N or 64 / N sub-tables, merged by a tree of selects on the index bits.
+  constexpr size_t kEntries = NBITS <= 4 ? 16 : 64;
+  constexpr size_t T = NBITS <= 2 ? 1 : kEntries / N;
+  hn::Vec<decltype(df)> table[T];
+  for (size_t t = 0; t < T; ++t) table[t] = hn::LoadU(df, lut + t * N);
+
+  auto step = [&](const uint8_t* bytes, float* o) {
+    const auto src = hn::LoadDup128(d8, bytes);
+    for (size_t k = 0; k < K; ++k) {
+      const auto pairs =
+          hn::BitCast(d16, hn::TableLookupBytes(src, hn::LoadU(d8, kLayout.pair + 2 * N * k)));
+      const auto idx16 =
+          hn::ShiftRight<16 - NBITS>(hn::Mul(pairs, hn::LoadU(d16, kLayout.mul + N * k)));
+      const auto idx = hn::PromoteTo(du, idx16);
+      const auto lanes = hn::IndicesFromVec(df, hn::BitCast(di, hn::And(idx, hn::Set(du, N - 1))));
+      hn::Vec<decltype(df)> v[T];
+      for (size_t t = 0; t < T; ++t) v[t] = hn::TableLookupLanes(table[t], lanes);
+      for (size_t width = 1; width < T; width *= 2) {
+        const auto upper = hn::RebindMask(df, hn::TestBit(idx, hn::Set(du, N * width)));
+        for (size_t t = 0; t + width < T; t += 2 * width)
+          v[t] = hn::IfThenElse(upper, v[t + width], v[t]);
+      }
+      hn::StoreU(v[0], df, o + k * N);
+    }
+  };
+
+  int64_t i = 0;
+  for (; i < count && (first + i) % 8 != 0; ++i)
+    out[i] = lut[packed_index_at(packed, first + i, NBITS)];
+  const int64_t end_byte = ((first + count) * NBITS + 7) / 8;
+  for (; i + static_cast<int64_t>(S) <= count; i += S) {
+    const int64_t b = (first + i) / 8 * NBITS;
+    if (b + static_cast<int64_t>(kLoad) > end_byte) break;
+    step(packed + b, out + i);
+  }
+  // The last steps read their bytes from a zero-padded copy, never past the run's bytes.
+  while (i < count) {
+    const int64_t m = std::min<int64_t>(S, count - i), b = (first + i) / 8 * NBITS;
+    alignas(16) uint8_t bytes[16] = {};
+    std::memcpy(bytes, packed + b, static_cast<size_t>(((first + i + m) * NBITS + 7) / 8 - b));
+    alignas(64) float vals[S];
+    step(bytes, vals);
+    std::memcpy(out + i, vals, static_cast<size_t>(m) * sizeof(float));
+    i += m;
+  }
+}
+
+void ExpandPaletteRun(const uint8_t* packed, int nbits, int64_t first, int64_t count,
+                      const float* lut, float* out) {
+  // Below 8 lanes (SSE4, NEON), or for 64 entries below 16 lanes (AVX2), the sub-table
+  // selects cost more than they save: the scalar loop measured faster on Zen 4 (SSE4 4-bit
+  // 7.8 vs 1.3 GB/s, AVX2 6-bit 3 vs 2 GB/s, in cache, one thread).
+  constexpr size_t N = hn::MaxLanes(hn::ScalableTag<float>());
+  if (N < 8 || (nbits == 6 && N < 16))
+    return expand_scalar::palette_run(packed, nbits, first, count, lut, out);
+  switch (nbits) {
+    case 1:
+      return PaletteRun<1>(packed, first, count, lut, out);
+    case 2:
+      return PaletteRun<2>(packed, first, count, lut, out);
+    case 4:
+      return PaletteRun<4>(packed, first, count, lut, out);
+    default:
+      return PaletteRun<6>(packed, first, count, lut, out);
+  }
+}
+
+#endif
+
+// out[i] = float(int8 q[i]) * scale, or (float(q[i]) - float(zero)) * scale: float(q) - float(zero)
+// == float(q - zero) exactly (small integers), so either way the multiply is the one rounding.
+void ExpandLinear8Run(const uint8_t* q, int64_t len, float scale, int32_t zero, bool symmetric,
+                      float* out) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::Rebind<int8_t, decltype(di)> di8;
+  const hn::Rebind<uint8_t, decltype(du)> du8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto vscale = hn::Set(df, scale);
+  if (symmetric) {
+    const int8_t* s = reinterpret_cast<const int8_t*>(q);
+    for (; i + N <= len; i += N)
+      hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(di8, s + i))), vscale), df,
+                 out + i);
+  } else {
+    const auto vzero = hn::Set(di, zero);
+    for (; i + N <= len; i += N) {
+      const auto v = hn::Sub(hn::BitCast(di, hn::PromoteTo(du, hn::LoadU(du8, q + i))), vzero);
+      hn::StoreU(hn::Mul(hn::ConvertTo(df, v), vscale), df, out + i);
+    }
+  }
+#endif
+  for (; i < len; ++i) {
+    const int32_t v = symmetric ? static_cast<int8_t>(q[i]) : static_cast<int32_t>(q[i]) - zero;
+    out[i] = static_cast<float>(v) * scale;
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace sdpal
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
 namespace sdpal {
 
 int64_t CompressedView::stored_bytes() const {
@@ -47,6 +270,9 @@ CompressedView CompressedView::of(const Linear8Weight& w) {
   return v;
 }
 
+HWY_EXPORT(ExpandPaletteRun);
+HWY_EXPORT(ExpandLinear8Run);
+
 namespace {
 
 // One group's LUT in fp32 (v: 256 floats), zero-padded to 256 entries (indices >= entries read
@@ -60,97 +286,26 @@ void load_float_lut(const uint16_t* lut16, int64_t entries, int nbits, float* v)
     for (int j = n; j < 16; ++j) v[j] = v[j % n];
 }
 
-// 16 indices starting at a byte-aligned position -> 16 lanes whose low nbits bits are the
-// indices (the higher bits are don't-care: the permutes below read only the low bits).
-template <int NBITS>
-inline __m512i load_indices16(const uint8_t* p) {
-  if constexpr (NBITS == 1 || NBITS == 2) {
-    uint32_t bits = 0;
-    std::memcpy(&bits, p, 2 * NBITS);
-    const __m512i shifts =
-        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                           _mm512_set1_epi32(NBITS));
-    return _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(bits)), shifts);
-  } else if constexpr (NBITS == 4) {
-    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-    const __m512i dup = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));  // b0 b0 b1 b1 ...
-    return _mm512_srlv_epi32(dup,
-                             _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4));
-  } else {
-    static_assert(NBITS == 6);
-    // 12 bytes (a masked load never touches the 4 after them); element e spans byte (6e)>>3
-    // and the next one, shifted right by (6e)&7.
-    const __m128i b = _mm_maskz_loadu_epi8(0x0fff, p);
-    const __m256i both = _mm256_broadcastsi128_si256(b);
-    const __m256i pairs = _mm256_shuffle_epi8(
-        both, _mm256_setr_epi8(0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6,  //
-                               6, 7, 6, 7, 7, 8, 8, 9, 9, 10, 9, 10, 10, 11, 11, 12));
-    return _mm512_srlv_epi32(_mm512_cvtepu16_epi32(pairs),
-                             _mm512_setr_epi32(0, 6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2));
-  }
-}
-
-// The LUT as registers: one for up to 16 entries, four for 64.
-template <int NBITS>
-struct LutRegs {
-  static constexpr int kRegs = NBITS <= 4 ? 1 : 4;
-  __m512 r[kRegs];
-  explicit LutRegs(const float* lut) {
-    for (int i = 0; i < kRegs; ++i) r[i] = _mm512_loadu_ps(lut + 16 * i);
-  }
-  __m512 lookup(__m512i idx) const {
-    if constexpr (NBITS <= 4) {
-      return _mm512_permutexvar_ps(idx, r[0]);
-    } else {
-      const __m512 lo = _mm512_permutex2var_ps(r[0], idx, r[1]);  // bit 4 picks the register
-      const __m512 hi = _mm512_permutex2var_ps(r[2], idx, r[3]);
-      return _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), lo, hi);
-    }
-  }
-};
-
-// out[i] = lut[index(first + i)] for i in [0, count), one group's LUT.
-template <int NBITS>
-void expand_palette_run(const uint8_t* packed, int64_t first, int64_t count, const float* lut,
-                        float* out) {
-  if constexpr (NBITS == 8) {
-    // 256 entries: a plain table lookup per element measured faster here (Zen 5: 16 GB/s on one
-    // core) than _mm512_i32gather_ps (12.7 GB/s) or a tree of 8 permutex2var + 7 blends (7 GB/s).
+// out[i] = lut[index(first + i)] for i < count, on the active level's kernel.
+void expand_palette_run(const uint8_t* packed, int nbits, int64_t first, int64_t count,
+                        const float* lut, float* out) {
+  if (nbits == 8) {
+    // 256 entries: a plain table lookup per element measured faster (Zen 5: 16 GB/s on one
+    // core) than an AVX-512 gather (12.7 GB/s) or a tree of 8 permutex2var + 7 blends (7 GB/s).
     const uint8_t* q = packed + first;
     for (int64_t i = 0; i < count; ++i) out[i] = lut[q[i]];
-  } else {
-    int64_t i = 0;
-    for (; i < count && (first + i) % 8 != 0; ++i)
-      out[i] = lut[packed_index_at(packed, first + i, NBITS)];
-    const LutRegs<NBITS> regs(lut);
-    for (; i + 16 <= count; i += 16) {
-      const __m512i idx = load_indices16<NBITS>(packed + (first + i) / 8 * NBITS);
-      _mm512_storeu_ps(out + i, regs.lookup(idx));
-    }
-    for (; i < count; ++i) out[i] = lut[packed_index_at(packed, first + i, NBITS)];
+    return;
   }
+#if HWY_ARCH_X86
+  if (cpu::use_avx512()) return avx512::expand_palette_run(packed, nbits, first, count, lut, out);
+#endif
+  SDPAL_DISPATCH(ExpandPaletteRun)(packed, nbits, first, count, lut, out);
 }
 
 // Expands elements [e0, e1) of one palette group whose fp32 LUT is `lut`.
 void expand_palette_group_span(const CompressedView& w, int64_t e0, int64_t e1, const float* lut,
                                float* out) {
-  switch (w.nbits) {
-    case 1:
-      expand_palette_run<1>(w.indices, e0, e1 - e0, lut, out);
-      break;
-    case 2:
-      expand_palette_run<2>(w.indices, e0, e1 - e0, lut, out);
-      break;
-    case 4:
-      expand_palette_run<4>(w.indices, e0, e1 - e0, lut, out);
-      break;
-    case 6:
-      expand_palette_run<6>(w.indices, e0, e1 - e0, lut, out);
-      break;
-    default:
-      expand_palette_run<8>(w.indices, e0, e1 - e0, lut, out);
-      break;
-  }
+  expand_palette_run(w.indices, w.nbits, e0, e1 - e0, lut, out);
 }
 
 int64_t palette_group_elems(const CompressedView& w) {
@@ -172,24 +327,8 @@ void expand_linear8_range(const CompressedView& w, int64_t e0, int64_t e1, float
   const int64_t row_len = w.numel() / w.rows();
   for (int64_t e = e0; e < e1;) {
     const int64_t r = e / row_len, end = std::min(e1, (r + 1) * row_len);
-    const __m512 scale = _mm512_set1_ps(w.scale[r]);
-    const __m512i zero = _mm512_set1_epi32(w.symmetric ? 0 : w.zero[r]);
-    const uint8_t* q = w.q + e;
-    float* o = out + (e - e0);
-    const int64_t len = end - e;
-    // float(q) - float(zero) == float(q - zero) exactly: both are small integers.
-    auto convert = [&](__m128i bytes) {
-      const __m512i v = w.symmetric ? _mm512_cvtepi8_epi32(bytes)
-                                    : _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), zero);
-      return _mm512_mul_ps(_mm512_cvtepi32_ps(v), scale);
-    };
-    int64_t i = 0;
-    for (; i + 16 <= len; i += 16)
-      _mm512_storeu_ps(o + i, convert(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i))));
-    if (i < len) {
-      const __mmask16 m = static_cast<__mmask16>((1u << (len - i)) - 1u);
-      _mm512_mask_storeu_ps(o + i, m, convert(_mm_maskz_loadu_epi8(m, q + i)));
-    }
+    SDPAL_DISPATCH(ExpandLinear8Run)(w.q + e, end - e, w.scale[r], w.symmetric ? 0 : w.zero[r],
+                                     w.symmetric, out + (e - e0));
     e = end;
   }
 }
@@ -272,3 +411,4 @@ void SpanExpander::operator()(int64_t e0, int64_t e1, float* out) {
 }
 
 }  // namespace sdpal
+#endif  // HWY_ONCE

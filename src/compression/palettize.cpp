@@ -1,6 +1,10 @@
-#include "compression/palettize.h"
-
-#include <immintrin.h>
+// Palettization: per group, a histogram of fp16 keys, exact 1-D k-means over the distinct
+// values, and nearest-entry indices. The key extraction (fp16 rounding with an inexact flag) is a
+// Highway kernel; the rest is scalar (it works on the 64K-entry histogram, not on the elements).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "compression/palettize.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -10,10 +14,53 @@
 
 #include "compression/bitpack.h"
 #include "compression/kmeans1d.h"
+#include "compression/palettize.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
+HWY_BEFORE_NAMESPACE();
 namespace sdpal {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// keys[i] = fp16 bits of x[i] (round to nearest even); returns whether every x[i] is an fp16
+// value (false for NaN). Hardware conversion where the target has it (F16C, NEON); elsewhere the
+// exact scalar definitions (Highway 1.0.3's emulation mishandles inf/NaN), which give the same
+// keys bit for bit.
+bool HalfKeys(const float* x, size_t n, uint16_t* keys) {
+  size_t i = 0;
+  bool exact = true;
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_NEON
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const hn::Rebind<uint16_t, decltype(df)> du;
+  const size_t N = hn::Lanes(df);
+  auto inexact = hn::FirstN(df, 0);
+  for (; i + N <= n; i += N) {
+    const auto v = hn::LoadU(df, x + i);
+    const auto h = hn::DemoteTo(dh, v);
+    // Not equal after the round trip: inexact, or NaN (which compares unequal to itself).
+    inexact = hn::Or(inexact, hn::Ne(hn::PromoteTo(df, h), v));
+    hn::StoreU(hn::BitCast(du, h), du, keys + i);
+  }
+  exact = hn::AllFalse(df, inexact);
+#endif
+  for (; i < n; ++i) {
+    keys[i] = float_to_half(x[i]);
+    exact = exact && half_to_float(keys[i]) == x[i];
+  }
+  return exact;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace sdpal
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace sdpal {
+
+HWY_EXPORT(HalfKeys);
 
 namespace {
 
@@ -58,38 +105,29 @@ uint16_t nearest_half(double c) {
   return best;
 }
 
-// fp16 keys (round to nearest even) of 16 floats; `inexact` collects lanes whose value is not an
-// fp16 value (NaN included).
-inline __m256i half_keys16(__m512 v, __mmask16* inexact) {
-  const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  *inexact |= _mm512_cmp_ps_mask(_mm512_cvtph_ps(h), v, _CMP_NEQ_UQ);
-  return h;
+// Elements whose keys are made per call of the kernel (a stack buffer's worth).
+constexpr int64_t kKeyChunk = 1024;
+
+bool half_keys(const float* x, int64_t n, uint16_t* keys) {
+  return SDPAL_DISPATCH(HalfKeys)(x, static_cast<size_t>(n), keys);
 }
 
 // Counts of fp16 keys over x[0, n); returns whether every value was fp16-exact. When `sums` is
 // given, also accumulates the values per key (for inexact data).
 bool histogram(const float* x, int64_t n, uint32_t* count, double* sums) {
-  __mmask16 inexact = 0;
-  alignas(32) uint16_t keys[16];
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    _mm256_store_si256(reinterpret_cast<__m256i*>(keys),
-                       half_keys16(_mm512_loadu_ps(x + i), &inexact));
+  bool exact = true;
+  uint16_t keys[kKeyChunk];
+  for (int64_t b = 0; b < n; b += kKeyChunk) {
+    const int64_t m = std::min(kKeyChunk, n - b);
+    exact = half_keys(x + b, m, keys) && exact;
     if (sums) {
-      for (int t = 0; t < 16; ++t) {
+      for (int64_t t = 0; t < m; ++t) {
         ++count[keys[t]];
-        sums[keys[t]] += x[i + t];
+        sums[keys[t]] += x[b + t];
       }
     } else {
-      for (int t = 0; t < 16; ++t) ++count[keys[t]];
+      for (int64_t t = 0; t < m; ++t) ++count[keys[t]];
     }
-  }
-  bool exact = inexact == 0;
-  for (; i < n; ++i) {
-    const uint16_t k = float_to_half(x[i]);
-    exact = exact && half_to_float(k) == x[i];  // false for NaN too
-    ++count[k];
-    if (sums) sums[k] += x[i];
   }
   return exact;
 }
@@ -187,14 +225,12 @@ void palettize_group(const float* x, int64_t n, int nbits, int threads, uint8_t*
   nearest[kNegativeZero] = nearest[0];
 
   const bool exact = h.exact;
-  const int64_t blocks = (n + 15) / 16;
+  const int64_t blocks = (n + kKeyChunk - 1) / kKeyChunk;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t b = blk * 16, m = std::min<int64_t>(16, n - b);
-    alignas(32) uint16_t keys[16];
-    __mmask16 unused = 0;
-    const __m512 v16 = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << m) - 1u), x + b);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(keys), half_keys16(v16, &unused));
+    const int64_t b = blk * kKeyChunk, m = std::min(kKeyChunk, n - b);
+    uint16_t keys[kKeyChunk];
+    half_keys(x + b, m, keys);
     for (int64_t t = 0; t < m; ++t) {
       int64_t q = nearest[keys[t]];
       if (!exact) {
@@ -287,3 +323,4 @@ double palettization_sse(const float* w, const PalettizedWeight& p) {
 }
 
 }  // namespace sdpal
+#endif  // HWY_ONCE

@@ -1,4 +1,9 @@
-#include "formats/compressed_format.h"
+// Compressed weight files (sdpal-compressed/1). The reader's scan of every palette index (the
+// largest index against the LUT size) is a Highway kernel; the rest is scalar.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "formats/compressed_format.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
 
 #include <algorithm>
 #include <cmath>
@@ -6,13 +11,87 @@
 #include <nlohmann/json.hpp>
 
 #include "compression/bitpack.h"
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "formats/compressed_format.h"
 
-#if defined(__AVX512BW__)
-#include <immintrin.h>
-#endif
-
+HWY_BEFORE_NAMESPACE();
 namespace sdpal {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Largest lane of a u8 vector (once per call: through memory).
+template <class D>
+unsigned MaxLane(D d, hn::Vec<D> v) {
+  HWY_ALIGN uint8_t lanes[hn::MaxLanes(d)];
+  hn::Store(v, d, lanes);
+  unsigned m = 0;
+  for (size_t i = 0; i < hn::Lanes(d); ++i) m = std::max<unsigned>(m, lanes[i]);
+  return m;
+}
+
+// Largest index among the whole bytes p[0, n) of a stream whose indices do not straddle bytes
+// (nbits 1, 2, 4 or 8).
+unsigned MaxIndexBytes(const uint8_t* p, size_t n, int nbits) {
+  const unsigned mask = (1u << nbits) - 1;
+  const int fields = 8 / nbits;
+  unsigned m = 0;
+  size_t b = 0;
+#if HWY_TARGET != HWY_SCALAR  // (no 16-bit lanes to shift there)
+  const hn::ScalableTag<uint8_t> d8;
+  const hn::Repartition<uint16_t, decltype(d8)> d16;
+  const size_t N = hn::Lanes(d8);
+  const auto vmask = hn::Set(d8, static_cast<uint8_t>(mask));
+  auto acc = hn::Zero(d8);
+  for (; b + N <= n; b += N) {
+    const auto v = hn::LoadU(d8, p + b);
+    for (int k = 0; k < fields; ++k) {
+      // A 16-bit shift moves the next byte's low bits into this byte's top; the mask drops them.
+      const auto f = hn::BitCast(d8, hn::ShiftRightSame(hn::BitCast(d16, v), k * nbits));
+      acc = hn::Max(acc, hn::And(f, vmask));
+    }
+  }
+  m = MaxLane(d8, acc);
+#endif
+  for (; b < n; ++b)
+    for (int k = 0; k < fields; ++k)
+      m = std::max(m, (static_cast<unsigned>(p[b]) >> (k * nbits)) & mask);
+  return m;
+}
+
+// Largest 6-bit index among the groups p[0, 3 * groups) of four indices in three bytes.
+unsigned MaxIndex6(const uint8_t* p, size_t groups) {
+  const hn::ScalableTag<uint8_t> d8;
+  const size_t N = hn::Lanes(d8);
+  auto acc = hn::Zero(d8);
+  size_t g = 0;
+  for (; g + N <= groups; g += N) {
+    hn::Vec<decltype(d8)> b0, b1, b2;
+    hn::LoadInterleaved3(d8, p + 3 * g, b0, b1, b2);
+    const auto i0 = hn::And(b0, hn::Set(d8, 63));
+    const auto i1 = hn::Or(hn::ShiftRight<6>(b0), hn::ShiftLeft<2>(hn::And(b1, hn::Set(d8, 15))));
+    const auto i2 = hn::Or(hn::ShiftRight<4>(b1), hn::ShiftLeft<4>(hn::And(b2, hn::Set(d8, 3))));
+    const auto i3 = hn::ShiftRight<2>(b2);
+    acc = hn::Max(hn::Max(acc, hn::Max(i0, i1)), hn::Max(i2, i3));
+  }
+  unsigned m = MaxLane(d8, acc);
+  for (; g < groups; ++g) {
+    const uint8_t* q = p + 3 * g;
+    const uint32_t w = q[0] | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
+    m = std::max({m, w & 63u, (w >> 6) & 63u, (w >> 12) & 63u, w >> 18});
+  }
+  return m;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace sdpal
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace sdpal {
+
+HWY_EXPORT(MaxIndexBytes);
+HWY_EXPORT(MaxIndex6);
 
 namespace {
 
@@ -20,67 +99,18 @@ namespace {
 // on a byte boundary for every bit width).
 constexpr int64_t kIndexChunk = int64_t(1) << 18;
 
-// Largest index among the whole bytes [b, b_end) of a stream whose indices do not straddle bytes
-// (nbits 1, 2, 4 or 8).
-unsigned max_index_bytes(const uint8_t* p, int64_t b, int64_t b_end, int nbits) {
-  const unsigned mask = (1u << nbits) - 1;
-  const int fields = 8 / nbits;
-  unsigned m = 0;
-#if defined(__AVX512BW__)
-  __m512i acc = _mm512_setzero_si512();
-  const __m512i vmask = _mm512_set1_epi8(static_cast<char>(mask));
-  for (; b + 64 <= b_end; b += 64) {
-    const __m512i v = _mm512_loadu_si512(p + b);
-    for (int k = 0; k < fields; ++k) {
-      // A 16-bit shift moves the next byte's low bits into this byte's top; the mask drops them.
-      const __m512i f = _mm512_and_si512(_mm512_srl_epi16(v, _mm_cvtsi32_si128(k * nbits)), vmask);
-      acc = _mm512_max_epu8(acc, f);
-    }
-  }
-  alignas(64) uint8_t lanes[64];
-  _mm512_store_si512(lanes, acc);
-  for (uint8_t l : lanes) m = std::max<unsigned>(m, l);
-#endif
-  for (; b < b_end; ++b)
-    for (int k = 0; k < fields; ++k)
-      m = std::max(m, (static_cast<unsigned>(p[b]) >> (k * nbits)) & mask);
-  return m;
-}
-
 // Largest index among elements [e0, e1); e0 is a multiple of 8.
 unsigned max_index(const uint8_t* p, int64_t e0, int64_t e1, int nbits) {
   unsigned m = 0;
   int64_t e = e0;
   if (nbits == 6) {
-    // Four 6-bit indices per three bytes.
-    const uint8_t* q = p + e0 / 4 * 3;
-#if defined(__AVX512BW__)
-    // 64 indices per 48 bytes: each 128-bit lane takes 12 bytes (dwords 3k..3k+3) and spreads its
-    // four 3-byte groups over four 32-bit lanes, which hold four indices each.
-    const __m512i spread = _mm512_setr_epi32(0, 1, 2, 3, 3, 4, 5, 6, 6, 7, 8, 9, 9, 10, 11, 12);
-    const __m512i groups =
-        _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1));
-    const __m512i m63 = _mm512_set1_epi32(63);
-    __m512i acc = _mm512_setzero_si512();
-    for (; e + 64 <= e1; e += 64, q += 48) {
-      // Masked load: only the 48 bytes that belong to these indices are read.
-      __m512i v = _mm512_maskz_loadu_epi8(0xffffffffffffull, q);
-      v = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(spread, v), groups);
-      acc = _mm512_max_epu32(acc, _mm512_and_si512(v, m63));
-      acc = _mm512_max_epu32(acc, _mm512_and_si512(_mm512_srli_epi32(v, 6), m63));
-      acc = _mm512_max_epu32(acc, _mm512_and_si512(_mm512_srli_epi32(v, 12), m63));
-      acc = _mm512_max_epu32(acc, _mm512_srli_epi32(v, 18));
-    }
-    m = _mm512_reduce_max_epu32(acc);
-#endif
-    for (; e + 4 <= e1; e += 4, q += 3) {
-      const uint32_t w = q[0] | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
-      m = std::max({m, w & 63u, (w >> 6) & 63u, (w >> 12) & 63u, w >> 18});
-    }
+    const int64_t groups = (e1 - e0) / 4;
+    m = SDPAL_DISPATCH(MaxIndex6)(p + e0 / 4 * 3, static_cast<size_t>(groups));
+    e += groups * 4;
   } else {
     const int per_byte = 8 / nbits;
     const int64_t whole = (e1 - e0) / per_byte;
-    m = max_index_bytes(p, e0 / per_byte, e0 / per_byte + whole, nbits);
+    m = SDPAL_DISPATCH(MaxIndexBytes)(p + e0 / per_byte, static_cast<size_t>(whole), nbits);
     e += whole * per_byte;
   }
   for (; e < e1; ++e) m = std::max(m, packed_index_at(p, e, nbits));
@@ -475,3 +505,4 @@ CompressedTensors read_compressed(const SafetensorsFile& f) {
 }
 
 }  // namespace sdpal
+#endif  // HWY_ONCE
