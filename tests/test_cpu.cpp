@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <hwy/targets.h>
+
 #include "core/cpu.h"
 #include "core/error.h"
 #include "formats/safetensors.h"
@@ -67,6 +69,22 @@ TEST(Cpu, SupportedLevelsAreOrderedAndConsistentWithFeatures) {
 #endif
   EXPECT_FALSE(cpu::model_name().empty());
   EXPECT_NE(cpu::describe().find(cpu::level_name(cpu::level())), std::string::npos);
+}
+
+// Asking Highway for its targets (as --version does) must not lift SDPAL_ISA's limit: the chosen
+// target stays the level's.
+TEST(Cpu, TargetQueriesKeepTheLevelsLimit) {
+  const std::string before = cpu::portable_target_name();
+  (void)hwy::SupportedTargets();
+  (void)cpu::describe();
+  EXPECT_EQ(cpu::portable_target_name(), before);
+  const int64_t chosen = hwy::SupportedTargets() & HWY_TARGETS;
+  EXPECT_EQ(hwy::TargetName(chosen & -chosen), before);
+  if (cpu::level() == cpu::Level::avx2) {
+    EXPECT_EQ(before, "AVX2");
+  } else if (cpu::level() == cpu::Level::baseline) {
+    EXPECT_TRUE(before == "SSE4" || before == "SCALAR") << before;
+  }
 }
 
 TEST(Cpu, VersionNamesCpuAndLevel) {

@@ -144,7 +144,10 @@ Level choose() {
     }
   }
   // The portable kernels dispatch through Highway: keep it from choosing a target above the level.
-  hwy::DisableTargets(~hwy_targets_of(l));
+  // In Highway 1.0.3 every later SupportedTargets() call re-derives the chosen target from the
+  // CPU, so the allowed set is installed as the supported set itself (a fixed mask it returns).
+  const int64_t allowed = hwy::SupportedTargets() & hwy_targets_of(l);
+  hwy::SetSupportedTargetsForTest(allowed ? allowed : HWY_STATIC_TARGET);
   hwy::GetChosenTarget().Update(hwy::SupportedTargets());
   return l;
 }

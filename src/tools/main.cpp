@@ -1,7 +1,6 @@
 // sdpal command-line entry point: dispatches to the registered subcommands.
 #include <malloc.h>
 #include <omp.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -29,15 +28,22 @@ const std::vector<Command>& registered_commands() { return registry(); }
 
 }  // namespace sdpal
 
+namespace {
+
+// libgomp reads its wait policy when it loads, before main. Its default, spinning at every
+// barrier, turns a busy machine (other processes on the cores) into a 50x slowdown for models
+// with many small layers; passive waiting costs next to nothing on large layers. So, unless the
+// user chose a policy, OMP_WAIT_POLICY=passive is set from the executable's pre-initialisers,
+// which the dynamic loader runs before any shared library's initialisers (libgomp's included):
+// no re-execution of the program (which would leave an emulator such as qemu-user) and nothing
+// Linux-specific beyond ELF.
+void default_omp_wait_policy(int, char**, char**) { setenv("OMP_WAIT_POLICY", "passive", 0); }
+__attribute__((section(".preinit_array"), used)) void (*const preinit_omp)(int, char**, char**) =
+    default_omp_wait_policy;
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  // libgomp reads its wait policy when it loads, before main. Its default, spinning at every
-  // barrier, turns a busy machine (other processes on the cores) into a 50x slowdown for models
-  // with many small layers; passive waiting costs next to nothing on large layers. So, unless the
-  // user chose a policy, restart once with OMP_WAIT_POLICY=passive.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
-  }
   // Activations are allocated and freed layer by layer. glibc's defaults give large blocks back to
   // the kernel when freed and take fresh ones (page faults, zeroing) at the next malloc; keeping
   // blocks up to 32 MB in the heap, and the heap from being trimmed below 1 GiB, made an int8
