@@ -82,6 +82,74 @@ TEST(PackedGemm, DenseMatchesOneDnnSgemm) {
     }
 }
 
+// y = x W^T + b in double precision.
+std::vector<double> reference_gemm(const std::vector<float>& x, const std::vector<float>& w,
+                                   const float* bias, int64_t M, int64_t K, int64_t N) {
+  std::vector<double> y(M * N);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = bias ? bias[j] : 0.0;
+      for (int64_t k = 0; k < K; ++k) s += double(x[i * K + k]) * w[j * K + k];
+      y[i * N + j] = s;
+    }
+  return y;
+}
+
+// Worst |got - want| over the largest |want|; a NaN anywhere fails it (returns infinity).
+double rel_err_ref(const float* got, const std::vector<double>& want) {
+  double worst = 0, mag = 1e-30;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(got[i]) || std::isnan(want[i])) return INFINITY;
+    worst = std::max(worst, std::fabs(got[i] - want[i]));
+    mag = std::max(mag, std::fabs(want[i]));
+  }
+  return worst / mag;
+}
+
+// Sizes around the active level's micro-tile (MR x NR) and K-block: partial tiles in both
+// directions, one and two K-blocks (the second adds onto the first's partial sums).
+TEST(PackedGemm, LevelTileTailsMatchDoubleReference) {
+  int mr = 0, nr = 0;
+  k::packed_tile(&mr, &nr);
+  ASSERT_GT(mr, 0);
+  ASSERT_GT(nr, 0);
+  for (int64_t M : {int64_t(1), int64_t(mr - 1), int64_t(mr), int64_t(mr + 1), int64_t(9 * mr + 1)})
+    for (int64_t N : {int64_t(nr - 1), int64_t(nr + 1), int64_t(2 * nr + 3)})
+      for (int64_t K : {1, 17, 769}) {
+        if (M < 1 || N < 1) continue;
+        const auto x = random_vec(M * K, 1.f, 11 + M);
+        const auto w = random_vec(N * K, 0.05f, 12 + N);
+        const auto b = random_vec(N, 0.5f, 13 + K);
+        std::vector<float> got(M * N);
+        k::packed_gemm(x.data(), M, K, k::WeightSource::f32(w.data(), N, K), b.data(), got.data());
+        EXPECT_LE(rel_err_ref(got.data(), reference_gemm(x, w, b.data(), M, K, N)), 1e-5)
+            << "MR=" << mr << " NR=" << nr << " M=" << M << " K=" << K << " N=" << N;
+      }
+}
+
+// A NaN or inf in one input row reaches exactly that output row (no lane of the tile leaks).
+TEST(PackedGemm, NonFiniteInputStaysInItsRow) {
+  int mr = 0, nr = 0;
+  k::packed_tile(&mr, &nr);
+  const int64_t M = mr + 2, K = 40, N = nr + 1;
+  auto x = random_vec(M * K, 1.f, 21);
+  const auto w = random_vec(N * K, 0.05f, 22);
+  x[1 * K + 5] = NAN;
+  x[(M - 1) * K + 7] = INFINITY;
+  std::vector<float> y(M * N);
+  k::packed_gemm(x.data(), M, K, k::WeightSource::f32(w.data(), N, K), nullptr, y.data());
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      const float v = y[i * N + j];
+      if (i == 1)
+        EXPECT_TRUE(std::isnan(v)) << i << "," << j;
+      else if (i == M - 1)
+        EXPECT_FALSE(std::isfinite(v)) << i << "," << j;
+      else
+        EXPECT_TRUE(std::isfinite(v)) << i << "," << j;
+    }
+}
+
 // Fused (expanded into the panels) == expand the whole weight, then the same kernel, bit for bit.
 void expect_fused_exact(const CompressedView& v, const std::string& what) {
   const int64_t N = v.rows(), K = v.numel() / N;
@@ -178,6 +246,48 @@ TEST(PackedConv, DenseMatchesOneDnnConvolution) {
           << shape_str(x.shape()) << " cout=" << c.cout << " k=" << c.kernel << " s=" << c.stride
           << " pad=" << c.pad << " bias=" << with_bias;
     }
+}
+
+// Output channels around the level's panel width and widths that leave partial tiles, on the
+// planes path (stride 1) and the im2col one (stride 2), against direct double-precision loops.
+TEST(PackedConv, LevelTileTailsMatchDoubleReference) {
+  int mr = 0, nr = 0;
+  k::packed_tile(&mr, &nr);
+  for (int64_t cout : {int64_t(nr - 1), int64_t(nr + 1)})
+    for (int stride : {1, 2})
+      for (int64_t W : {int64_t(mr - 1), int64_t(mr + 3)}) {
+        const int64_t B = 1, H = 5, cin = 19;
+        if (W < 1 || cout < 1) continue;
+        k::Conv2dParams p;
+        p.cout = cout;
+        p.kh = p.kw = 3;
+        p.stride = stride;
+        p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
+        const auto xv = random_vec(B * H * W * cin, 1.f, 31 + W);
+        const Tensor x = Tensor::from({B, H, W, cin}, xv.data());
+        const auto w = random_vec(cout * cin * 9, 0.05f, 32 + cout);
+        const auto b = random_vec(cout, 0.5f, 33);
+        const Tensor y =
+            k::packed_conv2d(x, k::WeightSource::f32(w.data(), cout, cin * 9), b.data(), p);
+        const int64_t Ho = y.dim(1), Wo = y.dim(2);
+        std::vector<double> want(Ho * Wo * cout);
+        for (int64_t oy = 0; oy < Ho; ++oy)
+          for (int64_t ox = 0; ox < Wo; ++ox)
+            for (int64_t co = 0; co < cout; ++co) {
+              double s = b[co];
+              for (int64_t ci = 0; ci < cin; ++ci)
+                for (int ky = 0; ky < 3; ++ky)
+                  for (int kx = 0; kx < 3; ++kx) {
+                    const int64_t iy = oy * stride - 1 + ky, ix = ox * stride - 1 + kx;
+                    if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                    s +=
+                        double(xv[(iy * W + ix) * cin + ci]) * w[(co * cin + ci) * 9 + ky * 3 + kx];
+                  }
+              want[(oy * Wo + ox) * cout + co] = s;
+            }
+        EXPECT_LE(rel_err_ref(y.data(), want), 1e-5)
+            << "MR=" << mr << " NR=" << nr << " W=" << W << " cout=" << cout << " s=" << stride;
+      }
 }
 
 TEST(PackedConv, FusedLutEqualsExpandThenConvExactly) {

@@ -9,9 +9,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "core/profile.h"
 #include "kernels/dnnl_engine.h"
+#include "kernels/packed_gemm.h"
 
 namespace sdpal::k {
 
@@ -76,10 +78,22 @@ const MatmulPrimitive& matmul_primitive(MatmulState& st, int64_t M, int64_t K, i
 // creating for the time embedding or a handful of tokens.
 constexpr int64_t kMatmulMinMacs = int64_t(1) << 24;
 
+// Dense layers run oneDNN's JIT kernels, except on aarch64, where oneDNN's fp32 matmul is
+// reference-speed code and the packed GEMM runs instead. On AVX2 oneDNN runs its jit sgemm,
+// measured 1.15-1.9x faster than the packed Highway GEMM on SD 1.5 shapes: it stays.
+bool packed_is_faster() {
+  const cpu::Level l = cpu::level();
+  return l == cpu::Level::neon || l == cpu::Level::neon_dotprod;
+}
+
 }  // namespace
 
 void linear(const float* x, int64_t M, int64_t K, const float* W, const float* b, int64_t N,
             float* y, bool accumulate) {
+  if (!accumulate && M > 0 && N > 0 && K > 0 && packed_is_faster()) {
+    packed_gemm(x, M, K, WeightSource::f32(W, N, K), b, y);
+    return;
+  }
   prof::OpScope scope(prof::Op::gemm, 2.0 * M * N * K);
   if (!accumulate && M * N * K >= kMatmulMinMacs) {
     MatmulState& st = matmul_state();

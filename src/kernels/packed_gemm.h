@@ -1,8 +1,8 @@
-// An AVX-512 fp32 GEMM whose weight-packing stage reads the weight from where it is stored: a
-// dense fp32 or fp16 matrix, or a compressed one (palette LUT + packed indices, linear 8-bit)
-// expanded straight into the packed panels. The weight is packed one block (K-block x N-block) at
-// a time, so a compressed layer never exists in fp32 as a whole: there is no layer-sized scratch
-// buffer and no separate expansion pass over memory.
+// An fp32 GEMM (hand-written on AVX-512, Highway below) whose weight-packing stage reads the weight
+// from where it is stored: a dense fp32 or fp16 matrix, or a compressed one (palette LUT + packed
+// indices, linear 8-bit) expanded straight into the packed panels. The weight is packed one block
+// (K-block x N-block) at a time, so a compressed layer never exists in fp32 as a whole: there is no
+// layer-sized scratch buffer and no separate expansion pass over memory.
 //
 // Exactness: every source goes through the same packing order and the same micro-kernel, and LUT
 // expansion is exact, so a GEMM on a compressed weight equals, bit for bit, the same GEMM on the
@@ -59,5 +59,8 @@ int64_t packed_buffer_bytes(int64_t N, int64_t K, WeightSource::Kind kind, int t
 // implicit GEMM; any kernel size, stride and padding. 1x1 stride-1 unpadded ones are a plain GEMM.
 Tensor packed_conv2d(const Tensor& x, const WeightSource& w, const float* bias,
                      const Conv2dParams& p);
+
+// The micro-tile (rows x columns) of the kernel level in use: what the tests' tail sizes aim at.
+void packed_tile(int* mr, int* nr);
 
 }  // namespace sdpal::k
