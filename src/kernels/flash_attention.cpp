@@ -1,351 +1,361 @@
+// Flash attention, portable Highway kernel (AVX2, SSE4, NEON, scalar; the AVX-512 levels run the
+// hand-written flash_attention_avx512.cpp), and the entry points that choose between the two.
+//
+// The block is computed transposed: scores S^T[key][query] and output O^T[d][query] keep
+// queries along the vector lanes, so any head dim D works without padding lanes, the softmax
+// max/sum per query are plain vertical vector ops, and K and V are read in place (broadcasts
+// from their rows) without packing. Block sizes follow the target's lane count.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/flash_attention.cpp"
 #include "kernels/flash_attention.h"
 
-#include <immintrin.h>
+#include <hwy/aligned_allocator.h>
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <limits>
-#include <vector>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
-namespace sdpal::k {
-
-// The block is computed transposed: scores S^T[key][query] and output O^T[d][query] keep
-// queries along the vector lanes, so any head dim D works without padding lanes (D = 40 is
-// 2.5 vectors), the softmax max/sum per query are plain vertical vector ops, and K and V are
-// read in place (broadcasts from their rows) without packing.
+HWY_BEFORE_NAMESPACE();
+namespace sdpal {
+namespace HWY_NAMESPACE {
 namespace {
-constexpr int kQVec = 4;  // query vectors per block (64 queries)
-constexpr int64_t kLanes = 16;
+namespace hn = hwy::HWY_NAMESPACE;
+using k::detail::FlashProblem;
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+using MF = hn::Mask<DF>;
+
+// Register tiles: kTile keys (scores) or head dims (PV) times kQVec query vectors accumulate
+// while kQVec query vectors and one broadcast are live.
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_NEON
+constexpr int kQVec = 4, kTile = 6;  // 32 registers: 24 accumulators
+#elif HWY_TARGET == HWY_SCALAR
+constexpr int kQVec = 4, kTile = 4;  // 16 scalar accumulators
+#else
+constexpr int kQVec = 2, kTile = 6;  // SSE4, AVX2: 16 registers, 12 accumulators
+#endif
+constexpr int64_t kLanes = static_cast<int64_t>(hn::MaxLanes(DF()));
 constexpr int64_t kQueryBlock = kQVec * kLanes;
-constexpr int64_t kKeyBlock = 128;  // S^T block of 128 x 64 floats stays in L1/L2
-constexpr int kTile = 6;            // keys (scores) or head dims (PV) per micro-tile
+constexpr int64_t kKeyBlock = 128;  // S^T block of 128 keys x kQueryBlock stays in L1/L2
 
-// Full-mask form of max: the unmasked intrinsic passes GCC 12 an "undefined" source that
-// -Wuninitialized reports. Like vmaxps, returns b where a is NaN.
-inline __m512 vmax(__m512 a, __m512 b) { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
+// max(lo, x) that keeps a NaN x, so that a NaN score reaches the output: x86's maxps returns its
+// second operand where either is NaN, while NEON's vmaxnm and the scalar Max return the number.
+HWY_INLINE VF MaxKeepNaN(VF lo, VF x) {
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR
+  return hn::Max(lo, x);
+#else
+  return hn::IfThenElse(hn::Lt(x, lo), lo, x);
+#endif
+}
 
-// 2^x for x <= 0 (NaN and -inf clamp to a tiny positive value; callers mask where exact zeros
-// matter): r = x - floor(x) in [0, 1) in one vreduceps, degree-5 polynomial for 2^r with p(0) = 1
-// exactly (relative error 9e-8, fitted on Chebyshev nodes), scaled by 2^floor(x) by vscalefps.
-inline __m512 exp2_nonpositive(__m512 x) {
-  x = vmax(x, _mm512_set1_ps(-120.f));  // NaN -> -120 (vmaxps returns the 2nd operand)
-  const __m512 r = _mm512_mask_reduce_ps(x, 0xFFFF, x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512 p = _mm512_set1_ps(0.0018671310972422361f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.009017027914524078f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.05579991638660431f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.24016444385051727f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.6931512951850891f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(p, x);
+// 2^x for x <= 0, as the AVX-512 kernel computes it (-inf clamps to a tiny positive value,
+// callers mask where exact zeros matter; NaN stays NaN): r = x - floor(x) in [0, 1), degree-5
+// polynomial for 2^r with p(0) = 1 exactly (relative error 9e-8, fitted on Chebyshev nodes),
+// times 2^floor(x) built from its exponent bits.
+HWY_INLINE VF Exp2NonPositive(VF x) {
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  x = MaxKeepNaN(hn::Set(d, -120.f), x);
+  const VF fl = hn::Floor(x);
+  const VF r = hn::Sub(x, fl);
+  VF p = hn::Set(d, 0.0018671310972422361f);
+  p = hn::MulAdd(p, r, hn::Set(d, 0.009017027914524078f));
+  p = hn::MulAdd(p, r, hn::Set(d, 0.05579991638660431f));
+  p = hn::MulAdd(p, r, hn::Set(d, 0.24016444385051727f));
+  p = hn::MulAdd(p, r, hn::Set(d, 0.6931512951850891f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.f));
+  // fl + 1.5 * 2^23 + 127 holds the biased exponent fl + 127 (7 .. 127) in its low mantissa
+  // bits; shifting them into the exponent field gives 2^fl.
+  const VF biased = hn::Add(fl, hn::Set(d, 12583039.f));
+  return hn::Mul(p, hn::BitCast(d, hn::ShiftLeft<23>(hn::BitCast(du, biased))));
 }
 
 // s[j][0..kQueryBlock) = k[j][0..D) . qt[0..D)[same queries] for R keys (row stride ldk), and
 // folds the tile's column maxima into bmax.
 template <int R>
-inline void scores_tile(const float* qt, const float* k, int64_t ldk, int64_t D, float* s,
-                        __m512* bmax) {
-  __m512 acc[R][kQVec];
+HWY_INLINE void ScoresTile(const float* HWY_RESTRICT qt, const float* HWY_RESTRICT k, int64_t ldk,
+                           int64_t D, float* HWY_RESTRICT s, VF* bmax) {
+  const DF d;
+  VF acc[R][kQVec];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int c = 0; c < kQVec; ++c) acc[r][c] = _mm512_setzero_ps();
-  for (int64_t d = 0; d < D; ++d) {
-    __m512 qv[kQVec];
+    for (int c = 0; c < kQVec; ++c) acc[r][c] = hn::Zero(d);
+  for (int64_t e = 0; e < D; ++e) {
+    VF qv[kQVec];
 #pragma GCC unroll 4
-    for (int c = 0; c < kQVec; ++c) qv[c] = _mm512_loadu_ps(qt + d * kQueryBlock + c * kLanes);
+    for (int c = 0; c < kQVec; ++c) qv[c] = hn::Load(d, qt + e * kQueryBlock + c * kLanes);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512 kb = _mm512_set1_ps(k[r * ldk + d]);
+      const VF kb = hn::Set(d, k[r * ldk + e]);
 #pragma GCC unroll 4
-      for (int c = 0; c < kQVec; ++c) acc[r][c] = _mm512_fmadd_ps(kb, qv[c], acc[r][c]);
+      for (int c = 0; c < kQVec; ++c) acc[r][c] = hn::MulAdd(kb, qv[c], acc[r][c]);
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int c = 0; c < kQVec; ++c) {
-      _mm512_storeu_ps(s + r * kQueryBlock + c * kLanes, acc[r][c]);
-      bmax[c] = vmax(bmax[c], acc[r][c]);
+      hn::Store(acc[r][c], d, s + r * kQueryBlock + c * kLanes);
+      bmax[c] = hn::Max(bmax[c], acc[r][c]);
     }
 }
 
 // ot[d][queries] += sum_j v[j][d] p[j][queries] for R head dims d0.. (v row stride ldv).
 template <int R>
-inline void pv_tile(const float* p, const float* v, int64_t ldv, int64_t nk, float* ot) {
-  __m512 acc[R][kQVec];
+HWY_INLINE void PvTile(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v, int64_t ldv,
+                       int64_t nk, float* HWY_RESTRICT ot) {
+  const DF d;
+  VF acc[R][kQVec];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int c = 0; c < kQVec; ++c) acc[r][c] = _mm512_loadu_ps(ot + r * kQueryBlock + c * kLanes);
+    for (int c = 0; c < kQVec; ++c) acc[r][c] = hn::Load(d, ot + r * kQueryBlock + c * kLanes);
   for (int64_t j = 0; j < nk; ++j) {
-    __m512 pv[kQVec];
+    VF pv[kQVec];
 #pragma GCC unroll 4
-    for (int c = 0; c < kQVec; ++c) pv[c] = _mm512_loadu_ps(p + j * kQueryBlock + c * kLanes);
+    for (int c = 0; c < kQVec; ++c) pv[c] = hn::Load(d, p + j * kQueryBlock + c * kLanes);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512 vb = _mm512_set1_ps(v[j * ldv + r]);
+      const VF vb = hn::Set(d, v[j * ldv + r]);
 #pragma GCC unroll 4
-      for (int c = 0; c < kQVec; ++c) acc[r][c] = _mm512_fmadd_ps(vb, pv[c], acc[r][c]);
+      for (int c = 0; c < kQVec; ++c) acc[r][c] = hn::MulAdd(vb, pv[c], acc[r][c]);
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int c = 0; c < kQVec; ++c) _mm512_storeu_ps(ot + r * kQueryBlock + c * kLanes, acc[r][c]);
+    for (int c = 0; c < kQVec; ++c) hn::Store(acc[r][c], d, ot + r * kQueryBlock + c * kLanes);
 }
 
-static_assert(kTile == 6, "the remainder switches below handle 1 .. 5 rows");
+// The last n < kTile keys / head dims: the tile of exactly n rows.
+template <int R>
+HWY_INLINE void ScoresRest(int64_t n, const float* qt, const float* k, int64_t ldk, int64_t D,
+                           float* s, VF* bmax) {
+  if constexpr (R > 0) {
+    if (n == R) return ScoresTile<R>(qt, k, ldk, D, s, bmax);
+    ScoresRest<R - 1>(n, qt, k, ldk, D, s, bmax);
+  }
+}
 
-void scores_rows(const float* qt, const float* k, int64_t ldk, int64_t D, float* s, int64_t n,
-                 __m512* bmax) {
+template <int R>
+HWY_INLINE void PvRest(int64_t n, const float* p, const float* v, int64_t ldv, int64_t nk,
+                       float* ot) {
+  if constexpr (R > 0) {
+    if (n == R) return PvTile<R>(p, v, ldv, nk, ot);
+    PvRest<R - 1>(n, p, v, ldv, nk, ot);
+  }
+}
+
+void ScoresRows(const float* qt, const float* k, int64_t ldk, int64_t D, float* s, int64_t n,
+                VF* bmax) {
   int64_t j = 0;
   for (; j + kTile <= n; j += kTile)
-    scores_tile<kTile>(qt, k + j * ldk, ldk, D, s + j * kQueryBlock, bmax);
-  k += j * ldk;
-  s += j * kQueryBlock;
-  switch (n - j) {
-    case 0:
-      break;
-    case 1:
-      scores_tile<1>(qt, k, ldk, D, s, bmax);
-      break;
-    case 2:
-      scores_tile<2>(qt, k, ldk, D, s, bmax);
-      break;
-    case 3:
-      scores_tile<3>(qt, k, ldk, D, s, bmax);
-      break;
-    case 4:
-      scores_tile<4>(qt, k, ldk, D, s, bmax);
-      break;
-    default:
-      scores_tile<5>(qt, k, ldk, D, s, bmax);
-      break;
-  }
+    ScoresTile<kTile>(qt, k + j * ldk, ldk, D, s + j * kQueryBlock, bmax);
+  ScoresRest<kTile - 1>(n - j, qt, k + j * ldk, ldk, D, s + j * kQueryBlock, bmax);
 }
 
-void pv_rows(const float* p, const float* v, int64_t ldv, int64_t nk, float* ot, int64_t D) {
+void PvRows(const float* p, const float* v, int64_t ldv, int64_t nk, float* ot, int64_t D) {
   int64_t d = 0;
-  for (; d + kTile <= D; d += kTile) pv_tile<kTile>(p, v + d, ldv, nk, ot + d * kQueryBlock);
-  v += d;
-  ot += d * kQueryBlock;
-  switch (D - d) {
-    case 0:
-      break;
-    case 1:
-      pv_tile<1>(p, v, ldv, nk, ot);
-      break;
-    case 2:
-      pv_tile<2>(p, v, ldv, nk, ot);
-      break;
-    case 3:
-      pv_tile<3>(p, v, ldv, nk, ot);
-      break;
-    case 4:
-      pv_tile<4>(p, v, ldv, nk, ot);
-      break;
-    default:
-      pv_tile<5>(p, v, ldv, nk, ot);
-      break;
-  }
+  for (; d + kTile <= D; d += kTile) PvTile<kTile>(p, v + d, ldv, nk, ot + d * kQueryBlock);
+  PvRest<kTile - 1>(D - d, p, v + d, ldv, nk, ot + d * kQueryBlock);
 }
 
-// Per-thread working set of one (batch, head, query block) task.
-struct FlashScratch {
-  std::vector<float> qt, s, ot;
-  explicit FlashScratch(int64_t D)
-      : qt(D * kQueryBlock), s(kKeyBlock * kQueryBlock), ot(D * kQueryBlock) {}
-};
-
-struct FlashProblem {
-  const float *q, *k, *v;
-  float* out;
-  int64_t Tq, Tk, C, D;
-  float scale;  // 1/sqrt(D) * log2(e): scores come out in base 2
-  bool causal;
-};
-
-// The first min(count, 16) lanes.
-__mmask16 lanes_below(int64_t count) {
-  if (count <= 0) return 0;
-  if (count >= kLanes) return 0xFFFF;
-  return static_cast<__mmask16>((1u << count) - 1);
+// dst[j * ldd + i] = f * src[i * lds + j] for i < rows, j < cols: 4 x 4 blocks transposed in
+// 128-bit registers (every SIMD target has them), the edges one element at a time.
+void TransposeScaled(const float* HWY_RESTRICT src, int64_t lds, int64_t rows, int64_t cols,
+                     float f, float* HWY_RESTRICT dst, int64_t ldd) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::Full128<float> d4;
+  const auto vf = hn::Set(d4, f);
+  for (; i + 4 <= rows; i += 4) {
+    const float* s = src + i * lds;
+    int64_t j = 0;
+    for (; j + 4 <= cols; j += 4) {
+      const auto r0 = hn::LoadU(d4, s + j), r1 = hn::LoadU(d4, s + lds + j);
+      const auto r2 = hn::LoadU(d4, s + 2 * lds + j), r3 = hn::LoadU(d4, s + 3 * lds + j);
+      const auto t0 = hn::InterleaveLower(d4, r0, r1), t1 = hn::InterleaveUpper(d4, r0, r1);
+      const auto t2 = hn::InterleaveLower(d4, r2, r3), t3 = hn::InterleaveUpper(d4, r2, r3);
+      float* o = dst + j * ldd + i;
+      hn::StoreU(hn::Mul(vf, hn::ConcatLowerLower(d4, t2, t0)), d4, o);
+      hn::StoreU(hn::Mul(vf, hn::ConcatUpperUpper(d4, t2, t0)), d4, o + ldd);
+      hn::StoreU(hn::Mul(vf, hn::ConcatLowerLower(d4, t3, t1)), d4, o + 2 * ldd);
+      hn::StoreU(hn::Mul(vf, hn::ConcatUpperUpper(d4, t3, t1)), d4, o + 3 * ldd);
+    }
+    for (; j < cols; ++j)
+      for (int64_t r = 0; r < 4; ++r) dst[j * ldd + i + r] = f * s[r * lds + j];
+  }
+#endif
+  for (; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i] = f * src[i * lds + j];
 }
 
-// In-register transpose of a 16 x 16 block (full-mask shuffle forms, see vmax).
-void transpose16(__m512* r) {
-  __m512 t[kLanes];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_mask_unpacklo_ps(r[2 * i], 0xFFFF, r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_mask_unpackhi_ps(r[2 * i], 0xFFFF, r[2 * i], r[2 * i + 1]);
-  }
-  const auto lo = [](__m512 a, __m512 b) {
-    const __m512d x = _mm512_castps_pd(a);
-    return _mm512_castpd_ps(_mm512_mask_unpacklo_pd(x, 0xFF, x, _mm512_castps_pd(b)));
-  };
-  const auto hi = [](__m512 a, __m512 b) {
-    const __m512d x = _mm512_castps_pd(a);
-    return _mm512_castpd_ps(_mm512_mask_unpackhi_pd(x, 0xFF, x, _mm512_castps_pd(b)));
-  };
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i] = lo(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 1] = hi(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 2] = lo(t[4 * i + 1], t[4 * i + 3]);
-    r[4 * i + 3] = hi(t[4 * i + 1], t[4 * i + 3]);
-  }
-  // r[4i + k], 128-bit lane L now holds column 4L + k of rows 4i .. 4i + 3.
-  for (int k = 0; k < 4; ++k) {
-    const __m512 t0 = _mm512_mask_shuffle_f32x4(r[k], 0xFFFF, r[k], r[4 + k], 0x88);
-    const __m512 t1 = _mm512_mask_shuffle_f32x4(r[k], 0xFFFF, r[k], r[4 + k], 0xDD);
-    const __m512 t2 = _mm512_mask_shuffle_f32x4(r[8 + k], 0xFFFF, r[8 + k], r[12 + k], 0x88);
-    const __m512 t3 = _mm512_mask_shuffle_f32x4(r[8 + k], 0xFFFF, r[8 + k], r[12 + k], 0xDD);
-    t[k] = _mm512_mask_shuffle_f32x4(t0, 0xFFFF, t0, t2, 0x88);
-    t[8 + k] = _mm512_mask_shuffle_f32x4(t0, 0xFFFF, t0, t2, 0xDD);
-    t[4 + k] = _mm512_mask_shuffle_f32x4(t1, 0xFFFF, t1, t3, 0x88);
-    t[12 + k] = _mm512_mask_shuffle_f32x4(t1, 0xFFFF, t1, t3, 0xDD);
-  }
-  for (int i = 0; i < kLanes; ++i) r[i] = t[i];
-}
-
-// Lanes of query vector c (queries q0 + 16c ..) that may see key kj under the causal mask.
-__mmask16 causal_lanes(int64_t kj, int64_t q0, int c) {
+// Lanes of query vector c (queries q0 + c * kLanes ..) that may see key kj under the causal mask.
+HWY_INLINE MF CausalLanes(int64_t kj, int64_t q0, int c) {
   const int64_t first = kj - q0 - c * kLanes;  // first lane whose query index is >= kj
-  if (first <= 0) return 0xFFFF;
-  if (first >= kLanes) return 0;
-  return static_cast<__mmask16>(0xFFFFu << first);
+  return hn::Not(hn::FirstN(DF(), static_cast<size_t>(std::clamp<int64_t>(first, 0, kLanes))));
 }
 
-void flash_task(FlashScratch& w, const FlashProblem& pb, int64_t b, int64_t h, int64_t q0) {
-  const int64_t D = pb.D, C = pb.C;
+// Per-thread working set of one (batch, head, query block) task, vector-aligned.
+struct Scratch {
+  hwy::AlignedFreeUniquePtr<float[]> qt, s, ot;
+  explicit Scratch(int64_t D)
+      : qt(hwy::AllocateAligned<float>(D * kQueryBlock)),
+        s(hwy::AllocateAligned<float>(kKeyBlock * kQueryBlock)),
+        ot(hwy::AllocateAligned<float>(D * kQueryBlock)) {}
+};
+
+void FlashTask(Scratch& w, const FlashProblem& pb, int64_t b, int64_t h, int64_t q0) {
+  const DF d;
+  const int64_t D = pb.D, C = pb.heads * pb.D;
   const int64_t nq = std::min(kQueryBlock, pb.Tq - q0);
+  float* HWY_RESTRICT qt = w.qt.get();
+  float* HWY_RESTRICT s = w.s.get();
+  float* HWY_RESTRICT ot = w.ot.get();
   // Cross attention (77 keys) does little work per query, so misses on Q and the output rows
   // matter: fetch the next block's Q rows and this block's output rows while computing.
   for (int64_t r = 0; r < nq; ++r) {
     const int64_t next = q0 + kQueryBlock + r;
-    for (int64_t d = 0; d < D + kLanes; d += kLanes) {
-      const int64_t dd = std::min(d, D - 1);
-      if (next < pb.Tq) __builtin_prefetch(pb.q + (b * pb.Tq + next) * C + h * D + dd, 0, 2);
-      __builtin_prefetch(pb.out + (b * pb.Tq + q0 + r) * C + h * D + dd, 1, 2);
+    for (int64_t e = 0; e < D + 16; e += 16) {
+      const int64_t ee = std::min(e, D - 1);
+      if (next < pb.Tq) __builtin_prefetch(pb.q + (b * pb.Tq + next) * C + h * D + ee, 0, 2);
+      __builtin_prefetch(pb.out + (b * pb.Tq + q0 + r) * C + h * D + ee, 1, 2);
     }
   }
   // Q^T block, pre-scaled; padding queries are zero so they compute harmless finite values.
-  const __m512 scale = _mm512_set1_ps(pb.scale);
+  if (nq < kQueryBlock) std::fill(qt, qt + D * kQueryBlock, 0.f);
+  TransposeScaled(pb.q + (b * pb.Tq + q0) * C + h * D, C, nq, D, pb.scale, qt, kQueryBlock);
+  std::fill(ot, ot + D * kQueryBlock, 0.f);
+  VF row_max[kQVec], row_sum[kQVec];
   for (int c = 0; c < kQVec; ++c) {
-    const int64_t rows = std::clamp<int64_t>(nq - c * kLanes, 0, kLanes);
-    const float* src = pb.q + (b * pb.Tq + q0 + c * kLanes) * C + h * D;
-    for (int64_t d0 = 0; d0 < D; d0 += kLanes) {
-      const __mmask16 dims = lanes_below(D - d0);
-      __m512 t[kLanes];
-      for (int64_t r = 0; r < kLanes; ++r)
-        t[r] = r < rows ? _mm512_maskz_loadu_ps(dims, src + r * C + d0) : _mm512_setzero_ps();
-      transpose16(t);
-      for (int64_t i = 0; i < std::min(kLanes, D - d0); ++i)
-        _mm512_storeu_ps(w.qt.data() + (d0 + i) * kQueryBlock + c * kLanes,
-                         _mm512_mul_ps(scale, t[i]));
-    }
-  }
-  std::fill(w.ot.begin(), w.ot.end(), 0.f);
-  __m512 row_max[kQVec], row_sum[kQVec];
-  for (int c = 0; c < kQVec; ++c) {
-    row_max[c] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    row_sum[c] = _mm512_setzero_ps();
+    row_max[c] = hn::Set(d, -std::numeric_limits<float>::infinity());
+    row_sum[c] = hn::Zero(d);
   }
   const float* kbase = pb.k + b * pb.Tk * C + h * D;
   const float* vbase = pb.v + b * pb.Tk * C + h * D;
   const int64_t key_end = pb.causal ? std::min(pb.Tk, q0 + nq) : pb.Tk;
   for (int64_t k0 = 0; k0 < key_end; k0 += kKeyBlock) {
     const int64_t nk = std::min(kKeyBlock, key_end - k0);
-    __m512 bmax[kQVec];
-    for (int c = 0; c < kQVec; ++c)
-      bmax[c] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    scores_rows(w.qt.data(), kbase + k0 * C, C, D, w.s.data(), nk, bmax);
+    VF bmax[kQVec];
+    for (int c = 0; c < kQVec; ++c) bmax[c] = hn::Set(d, -std::numeric_limits<float>::infinity());
+    ScoresRows(qt, kbase + k0 * C, C, D, s, nk, bmax);
     // Keys past the first query of the block can be hidden from some of its queries.
     const bool masked = pb.causal && k0 + nk - 1 > q0;
     if (masked) {
       for (int c = 0; c < kQVec; ++c) {
-        bmax[c] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+        bmax[c] = hn::Set(d, -std::numeric_limits<float>::infinity());
         for (int64_t j = 0; j < nk; ++j)
-          bmax[c] = _mm512_mask_max_ps(bmax[c], causal_lanes(k0 + j, q0, c), bmax[c],
-                                       _mm512_loadu_ps(w.s.data() + j * kQueryBlock + c * kLanes));
+          bmax[c] = hn::IfThenElse(CausalLanes(k0 + j, q0, c),
+                                   hn::Max(bmax[c], hn::Load(d, s + j * kQueryBlock + c * kLanes)),
+                                   bmax[c]);
       }
     }
     for (int c = 0; c < kQVec; ++c) {
-      const __m512 m = vmax(row_max[c], bmax[c]);
-      const __m512 correction = exp2_nonpositive(_mm512_sub_ps(row_max[c], m));  // ~0 at first
+      const VF m = hn::Max(row_max[c], bmax[c]);
+      const VF correction = Exp2NonPositive(hn::Sub(row_max[c], m));  // ~0 at first
       row_max[c] = m;
-      float* s = w.s.data() + c * kLanes;
-      __m512 sum = _mm512_setzero_ps();
+      float* sc = s + c * kLanes;
+      VF sum = hn::Zero(d);
       if (masked) {
         for (int64_t j = 0; j < nk; ++j) {
-          const __m512 e = _mm512_maskz_mov_ps(
-              causal_lanes(k0 + j, q0, c),
-              exp2_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(s + j * kQueryBlock), m)));
-          _mm512_storeu_ps(s + j * kQueryBlock, e);
-          sum = _mm512_add_ps(sum, e);
+          const VF e =
+              hn::IfThenElseZero(CausalLanes(k0 + j, q0, c),
+                                 Exp2NonPositive(hn::Sub(hn::Load(d, sc + j * kQueryBlock), m)));
+          hn::Store(e, d, sc + j * kQueryBlock);
+          sum = hn::Add(sum, e);
         }
       } else {
         for (int64_t j = 0; j < nk; ++j) {
-          const __m512 e = exp2_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(s + j * kQueryBlock), m));
-          _mm512_storeu_ps(s + j * kQueryBlock, e);
-          sum = _mm512_add_ps(sum, e);
+          const VF e = Exp2NonPositive(hn::Sub(hn::Load(d, sc + j * kQueryBlock), m));
+          hn::Store(e, d, sc + j * kQueryBlock);
+          sum = hn::Add(sum, e);
         }
       }
-      row_sum[c] = _mm512_fmadd_ps(row_sum[c], correction, sum);
+      row_sum[c] = hn::MulAdd(row_sum[c], correction, sum);
       if (k0 > 0) {
-        float* ot = w.ot.data() + c * kLanes;
-        for (int64_t d = 0; d < D; ++d)
-          _mm512_storeu_ps(ot + d * kQueryBlock,
-                           _mm512_mul_ps(correction, _mm512_loadu_ps(ot + d * kQueryBlock)));
+        float* o = ot + c * kLanes;
+        for (int64_t e = 0; e < D; ++e)
+          hn::Store(hn::Mul(correction, hn::Load(d, o + e * kQueryBlock)), d, o + e * kQueryBlock);
       }
     }
-    pv_rows(w.s.data(), vbase + k0 * C, C, nk, w.ot.data(), D);
+    PvRows(s, vbase + k0 * C, C, nk, ot, D);
   }
-  alignas(64) float inv[kQueryBlock];
-  for (int c = 0; c < kQVec; ++c)
-    _mm512_store_ps(inv + c * kLanes, _mm512_div_ps(_mm512_set1_ps(1.f), row_sum[c]));
   for (int c = 0; c < kQVec; ++c) {
-    const int64_t rows = std::clamp<int64_t>(nq - c * kLanes, 0, kLanes);
-    float* dst = pb.out + (b * pb.Tq + q0 + c * kLanes) * C + h * D;
-    const __m512 f = _mm512_loadu_ps(inv + c * kLanes);
-    for (int64_t d0 = 0; d0 < D; d0 += kLanes) {
-      const int64_t dims = std::min(kLanes, D - d0);
-      __m512 t[kLanes];
-      for (int64_t i = 0; i < kLanes; ++i)
-        t[i] = i < dims ? _mm512_mul_ps(
-                              f, _mm512_loadu_ps(w.ot.data() + (d0 + i) * kQueryBlock + c * kLanes))
-                        : _mm512_setzero_ps();
-      transpose16(t);
-      for (int64_t r = 0; r < rows; ++r)
-        _mm512_mask_storeu_ps(dst + r * C + d0, lanes_below(dims), t[r]);
-    }
+    const VF inv = hn::Div(hn::Set(d, 1.f), row_sum[c]);
+    float* o = ot + c * kLanes;
+    for (int64_t e = 0; e < D; ++e)
+      hn::Store(hn::Mul(inv, hn::Load(d, o + e * kQueryBlock)), d, o + e * kQueryBlock);
   }
+  TransposeScaled(ot, kQueryBlock, D, nq, 1.f, pb.out + (b * pb.Tq + q0) * C + h * D, C);
 }
 }  // namespace
 
-Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
-                       bool causal) {
+void FlashAttention(const FlashProblem& pb) {
+  const int64_t blocks = (pb.Tq + kQueryBlock - 1) / kQueryBlock;
+  const int64_t tasks = pb.B * pb.heads * blocks;
+#pragma omp parallel if (pb.B * pb.heads * pb.Tq * pb.Tk * pb.D > kParallelGrain)
+  {
+    Scratch w(pb.D);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; ++t)
+      FlashTask(w, pb, t / (pb.heads * blocks), (t / blocks) % pb.heads,
+                (t % blocks) * kQueryBlock);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace sdpal
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace sdpal {
+HWY_EXPORT(FlashAttention);
+
+namespace k {
+namespace {
+Tensor run(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads, bool causal,
+           bool hand_written) {
   SDPAL_CHECK(heads > 0 && q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3 &&
                   q.dim(0) == k.dim(0) && k.shape() == v.shape() && q.dim(2) == k.dim(2) &&
                   q.dim(2) % heads == 0 && k.dim(1) > 0,
               "flash_attention: incompatible shapes q " + shape_str(q.shape()) + " k " +
                   shape_str(k.shape()) + " v " + shape_str(v.shape()));
-  const int64_t B = q.dim(0), Tq = q.dim(1), Tk = k.dim(1), C = q.dim(2), D = C / heads;
-  Tensor out({B, Tq, C});
+  const int64_t B = q.dim(0), Tq = q.dim(1), Tk = k.dim(1), D = q.dim(2) / heads;
+  Tensor out({B, Tq, q.dim(2)});
   const float scale = 1.44269504088896341f / std::sqrt(static_cast<float>(D));
-  const FlashProblem pb{q.data(), k.data(), v.data(), out.data(), Tq, Tk, C, D, scale, causal};
-  const int64_t blocks = (Tq + kQueryBlock - 1) / kQueryBlock;
-  const int64_t tasks = B * heads * blocks;
-#pragma omp parallel if (B * heads * Tq * Tk * D > kParallelGrain)
-  {
-    FlashScratch w(D);
-#pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < tasks; ++t)
-      flash_task(w, pb, t / (heads * blocks), (t / blocks) % heads, (t % blocks) * kQueryBlock);
+  const detail::FlashProblem pb{q.data(), k.data(), v.data(), out.data(), B,     heads,
+                                Tq,       Tk,       D,        scale,      causal};
+#if HWY_ARCH_X86_64
+  if (hand_written && cpu::use_avx512()) {
+    detail::flash_attention_avx512(pb);
+    return out;
   }
+#else
+  (void)hand_written;
+#endif
+  SDPAL_DISPATCH(FlashAttention)(pb);
   return out;
 }
+}  // namespace
 
-}  // namespace sdpal::k
+Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                       bool causal) {
+  return run(q, k, v, heads, causal, /*hand_written=*/true);
+}
+
+Tensor flash_attention_portable(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
+                                bool causal) {
+  return run(q, k, v, heads, causal, /*hand_written=*/false);
+}
+
+}  // namespace k
+}  // namespace sdpal
+#endif  // HWY_ONCE
