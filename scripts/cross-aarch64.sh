@@ -24,7 +24,7 @@ missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ ! -e "$sysroot/usr/lib/aarch64-linux-gnu/libdnnl.so" ]; then
@@ -33,9 +33,11 @@ if [ ! -e "$sysroot/usr/lib/aarch64-linux-gnu/libdnnl.so" ]; then
   for deb in "$build"/debs/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
 fi
 
+# Tests are listed when ctest runs (PRE_TEST), not after each link: that saves ~40 qemu starts.
 # SDPAL_CMAKE_ARGS: extra configure arguments (CI passes none; locally e.g. a ccache launcher).
 # shellcheck disable=SC2086
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/aarch64-linux-gnu.cmake" \
-  -DSDPAL_AARCH64_SYSROOT="$sysroot" ${SDPAL_CMAKE_ARGS:-} >/dev/null
+  -DSDPAL_AARCH64_SYSROOT="$sysroot" -DCMAKE_GTEST_DISCOVER_TESTS_DISCOVERY_MODE=PRE_TEST \
+  ${SDPAL_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j"$(nproc)" "$@"
