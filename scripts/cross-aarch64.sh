@@ -7,7 +7,7 @@
 # dnnl_config.h), so it is unpacked into build-aarch64/sysroot instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=build-aarch64
+build="build-aarch64"
 sysroot="$PWD/$build/sysroot"
 
 SUDO=""
