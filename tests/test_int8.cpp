@@ -34,6 +34,11 @@ using namespace sdpal;
 
 namespace {
 
+// A weight source's result for data the test owns.
+std::shared_ptr<const float> borrowed(const float* p) {
+  return std::shared_ptr<const float>(p, [](const float*) {});
+}
+
 Tensor uniform_tensor(Shape shape, std::mt19937& rng, float lo, float hi) {
   Tensor t(std::move(shape));
   std::uniform_real_distribution<float> dist(lo, hi);
@@ -164,7 +169,7 @@ void check_conv(const ConvCase& c, uint32_t seed) {
   p.kh = p.kw = c.k;
   p.stride = c.stride;
   p.pad_t = c.pad_t, p.pad_l = c.pad_l, p.pad_b = c.pad_b, p.pad_r = c.pad_r;
-  const k::Int8Conv2d conv([&] { return w.data(); }, bias.data(), c.cin, p, a);
+  const k::Int8Conv2d conv([&] { return borrowed(w.data()); }, bias.data(), c.cin, p, a);
   const Tensor got = conv(x);
   const Dequantised d = dequantise(x, a, w.data(), c.cout, c.cin * c.k * c.k);
   expect_matches_dequantised(got, conv_ref(d.x, d.w, bias.data(), x.shape(), c.cin, p), what);
@@ -439,7 +444,7 @@ TEST(Int8Conv2d, OneLayerServesSeveralImageSizes) {
   const k::Int8Conv2d conv(
       [&] {
         ++sources;
-        return w.data();
+        return borrowed(w.data());
       },
       nullptr, 64, p, a);
   for (int64_t side : {32, 4, 32, 4, 20}) {
@@ -474,7 +479,7 @@ TEST(Int8Conv2d, ExtremeValuesDoNotSaturate) {
     p.cout = c.cout;
     p.kh = p.kw = c.k;
     p.pad_t = p.pad_l = p.pad_b = p.pad_r = c.pad_t;
-    const k::Int8Conv2d conv([&] { return w.data(); }, nullptr, c.cin, p, a);
+    const k::Int8Conv2d conv([&] { return borrowed(w.data()); }, nullptr, c.cin, p, a);
     const Dequantised d = dequantise(x, a, w.data(), c.cout, cols);
     expect_matches_dequantised(
         conv(x), conv_ref(d.x, d.w, nullptr, x.shape(), c.cin, p),

@@ -300,13 +300,10 @@ class ToMeUNet : public ::testing::Test {
     delete model_;
     model_ = nullptr;
   }
-  void SetUp() override {
-    SDPAL_REQUIRE_FIXTURES();
-    unet().set_tome({});
-  }
+  void SetUp() override { SDPAL_REQUIRE_FIXTURES(); }
   static UNet& unet() { return *model_->unet; }
-  // A guidance-style batch: two latents (identical when `same`), two contexts.
-  static Tensor run(bool same = false) {
+  // A guidance-style batch: two latents (identical when `same`), two contexts; run with tome_.
+  Tensor run(bool same = false) const {
     const int64_t L = unet().config().in_channels, D = unet().config().cross_attention_dim[0];
     Tensor x = random_tensor({2, L, 16, 16}, 11);
     Tensor ctx = random_tensor({2, 77, D}, 12);
@@ -314,7 +311,7 @@ class ToMeUNet : public ::testing::Test {
       std::copy_n(x.data(), x.numel() / 2, x.data() + x.numel() / 2);
       std::copy_n(ctx.data(), ctx.numel() / 2, ctx.data() + ctx.numel() / 2);
     }
-    return unet().forward(x, {500}, ctx);
+    return unet().forward(x, {500}, ctx, &tome_);
   }
   static double psnr(const Tensor& got, const Tensor& want) {
     double mse = 0, peak = 0;
@@ -326,21 +323,22 @@ class ToMeUNet : public ::testing::Test {
     return 10 * std::log10(peak * peak / mse);
   }
   static StableDiffusion* model_;
+  ToMe tome_;  // off
 };
 StableDiffusion* ToMeUNet::model_ = nullptr;
 
 TEST_F(ToMeUNet, RatioZeroIsBitIdentical) {
   const Tensor plain = run();
-  unet().set_tome({0, 8, true, 5});
+  tome_.set({0, 8, true, 5});
   EXPECT_EQ(max_abs_diff(run(), plain), 0.0);
-  unet().set_tome({0});
+  tome_.set({0});
   EXPECT_EQ(max_abs_diff(run(), plain), 0.0);
 }
 
 TEST_F(ToMeUNet, MergingChangesTheOutputALittle) {
   const Tensor plain = run();
   for (int max_down : {1, 8}) {
-    unet().set_tome({0.5, max_down, false, 0});
+    tome_.set({0.5, max_down, false, 0});
     const Tensor merged = run();
     const double diff = max_abs_diff(merged, plain), p = psnr(merged, plain);
     EXPECT_GT(diff, 1e-4) << "max_downsample " << max_down;
@@ -350,30 +348,31 @@ TEST_F(ToMeUNet, MergingChangesTheOutputALittle) {
     EXPECT_EQ(max_abs_diff(run(), merged), 0.0);
   }
   // More merging, more change.
-  unet().set_tome({0.3, 8, false, 0});
+  tome_.set({0.3, 8, false, 0});
   const double p3 = psnr(run(), plain);
-  unet().set_tome({0.9, 8, false, 0});
+  tome_.set({0.9, 8, false, 0});
   const double p9 = psnr(run(), plain);
   EXPECT_GT(p3, p9);
 }
 
 TEST_F(ToMeUNet, RandomModeIsSeededAndSharedByTheBatch) {
-  unet().set_tome({0.5, 1, true, 3});
+  tome_.set({0.5, 1, true, 3});
   const Tensor a = run();
-  unet().set_tome({0.5, 1, true, 3});
-  EXPECT_EQ(max_abs_diff(run(), a), 0.0);  // set_tome restarts the stream
-  unet().set_tome({0.5, 1, true, 4});
+  tome_.set({0.5, 1, true, 3});
+  EXPECT_EQ(max_abs_diff(run(), a), 0.0);  // set() restarts the stream
+  tome_.set({0.5, 1, true, 4});
   const double seed_diff = max_abs_diff(run(), a);
   EXPECT_GT(seed_diff, 1e-4);
   // cond and uncond halves with equal inputs get equal outputs only if they share destinations.
-  unet().set_tome({0.5, 1, true, 3});
+  tome_.set({0.5, 1, true, 3});
   const Tensor same = run(/*same=*/true);
   const Tensor h0 = same.slice0(0, 1), h1 = same.slice0(1, 2);
   EXPECT_LT(max_abs_diff(h0, h1), 1e-5);
   EXPECT_LT(max_abs_diff(h0, h1) * 100, seed_diff);
 }
 
-TEST_F(ToMeUNet, GenerateAppliesAndRestoresTheSetting) {
+// Each generation has its own setting and random stream: the UNet keeps none between calls.
+TEST_F(ToMeUNet, GenerateAppliesItsOwnSetting) {
   GenerateParams p;
   p.prompts = {"a red cube"};
   p.width = p.height = 128;
@@ -383,7 +382,6 @@ TEST_F(ToMeUNet, GenerateAppliesAndRestoresTheSetting) {
   const Tensor plain = generate(*model_, p).latents;
   p.tome = {0.5, 1, true, 9};
   const Tensor a = generate(*model_, p).latents;
-  EXPECT_EQ(unet().tome(), ToMeOptions{});  // restored
   EXPECT_EQ(max_abs_diff(generate(*model_, p).latents, a), 0.0);
   EXPECT_GT(max_abs_diff(a, plain), 0.0);
   p.tome.ratio = 0;

@@ -43,7 +43,7 @@ Int8Calibration calibrate_int8(const StableDiffusion& m, const CalibrateOptions&
     p.sampler = o.sampler;
     int n = 0;
     {
-      ScopedInputObserver scope(&observer);
+      ScopedInputObserver scope(m.unet->weight_layers(), &observer);
       denoise_latents(m, *m.unet, cfg ? concat0({&uncond, &cond}) : cond, p, &n);
     }
     calls += n;

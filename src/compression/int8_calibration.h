@@ -63,7 +63,7 @@ std::string default_int8_calibration_path(const std::string& model_path);
 // Returns the number of int8 layers.
 int64_t apply_int8_calibration(UNet& unet, const Int8Calibration& c, const std::string& where);
 
-// Records the range (and work) of every layer input while installed (see set_input_observer).
+// Records the range (and work) of every layer input it observes (WeightLayer::observer).
 class RangeObserver : public InputObserver {
  public:
   void observe(const WeightLayer& layer, const Tensor& x, double flops) override;
@@ -78,15 +78,6 @@ class RangeObserver : public InputObserver {
     int64_t count = 0;
   };
   std::map<std::string, Acc> acc_;
-};
-
-// Installs an observer for the lifetime of the object.
-class ScopedInputObserver {
- public:
-  explicit ScopedInputObserver(InputObserver* o) { set_input_observer(o); }
-  ~ScopedInputObserver() { set_input_observer(nullptr); }
-  ScopedInputObserver(const ScopedInputObserver&) = delete;
-  ScopedInputObserver& operator=(const ScopedInputObserver&) = delete;
 };
 
 }  // namespace sdpal

@@ -1,53 +1,39 @@
 #include "kernels/conv2d.h"
 
-#include <map>
-#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
-#include <vector>
+#include <unordered_map>
 
 #include "core/cpu.h"
 #include "core/error.h"
 #include "core/profile.h"
+#include "core/scratch.h"
 #include "kernels/dnnl_engine.h"
 #include "kernels/gemm.h"
 #include "kernels/packed_gemm.h"
+#include "kernels/primitive_cache.h"
 
 namespace sdpal::k {
 
 namespace {
 
 // oneDNN's brgemm convolution on NHWC data, measured 1.2-1.9x faster than im2col + sgemm here.
-// Primitives are cached per shape; the OIHW weight is reordered into oneDNN's blocked layout on
-// every call (a pass over the weight, small next to the convolution itself), so the weights stay
-// as the model file has them and nothing is duplicated in memory.
+// Primitives are cached per shape (shared, never changed once made); the OIHW weight is reordered
+// into oneDNN's blocked layout on every call, into the caller's scratch (a pass over the weight,
+// small next to the convolution itself), so the weights stay as the model file has them and
+// nothing is duplicated in memory.
 struct ConvPrimitive {
   dnnl::convolution_forward conv;
   dnnl::reorder weight_reorder;
-  dnnl::memory::desc src, dst, weights_plain, weights_blocked, bias;
+  dnnl::memory::desc src, dst, weights_plain, weights_blocked, bias, scratchpad, reorder_scratchpad;
 };
 
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int,
                        int, int, bool>;
 
-struct Dnnl {
-  dnnl::engine eng = dnnl_cpu_engine();  // a handle to the shared engine
-  dnnl::stream strm{eng};
-  std::map<Key, ConvPrimitive> cache;
-  std::vector<float> blocked_weights;
-  std::mutex mu;
-};
-
-Dnnl& dnnl_state() {
-  static Dnnl d;
-  return d;
-}
-
-const ConvPrimitive& get_primitive(Dnnl& d, const Key& key, const Conv2dParams& p, int64_t N,
-                                   int64_t H, int64_t W, int64_t Cin, int64_t Ho, int64_t Wo,
-                                   bool has_bias) {
-  auto it = d.cache.find(key);
-  if (it != d.cache.end()) return it->second;
+ConvPrimitive make_primitive(const Conv2dParams& p, int64_t N, int64_t H, int64_t W, int64_t Cin,
+                             int64_t Ho, int64_t Wo, bool has_bias) {
+  const dnnl::engine& eng = dnnl_cpu_engine();
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   ConvPrimitive c;
@@ -64,12 +50,15 @@ const ConvPrimitive& get_primitive(Dnnl& d, const Key& key, const Conv2dParams& 
                   : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
                                                     dnnl::algorithm::convolution_direct, c.src,
                                                     weights_any, c.dst, strides, pl, pr);
-  dnnl::convolution_forward::primitive_desc pd(desc, d.eng);
+  dnnl::convolution_forward::primitive_desc pd(desc, user_scratchpad_attr(), eng);
   c.weights_blocked = pd.weights_desc();
+  c.scratchpad = pd.scratchpad_desc();
   c.conv = dnnl::convolution_forward(pd);
-  c.weight_reorder = dnnl::reorder(dnnl::memory(c.weights_plain, d.eng, DNNL_MEMORY_NONE),
-                                   dnnl::memory(c.weights_blocked, d.eng, DNNL_MEMORY_NONE));
-  return d.cache.emplace(key, std::move(c)).first->second;
+  const dnnl::reorder::primitive_desc rpd(eng, c.weights_plain, eng, c.weights_blocked,
+                                          user_scratchpad_attr());
+  c.reorder_scratchpad = rpd.scratchpad_desc();
+  c.weight_reorder = dnnl::reorder(rpd);
+  return c;
 }
 
 // Convolutions run oneDNN's JIT kernels, except where the packed implicit GEMM is faster: on
@@ -105,24 +94,30 @@ Tensor conv2d(const Tensor& x, const float* w, const float* bias, const Conv2dPa
     linear(x.data(), N * H * W, Cin, w, bias, p.cout, y.data());
     return y;
   }
-  Dnnl& d = dnnl_state();
-  std::lock_guard<std::mutex> lock(d.mu);
+  static PrimitiveCache<Key, ConvPrimitive> cache;
   const Key key{N,        H,       W,       Cin,     p.cout,  p.kh,           p.kw,
                 p.stride, p.pad_t, p.pad_l, p.pad_b, p.pad_r, bias != nullptr};
-  const ConvPrimitive& c = get_primitive(d, key, p, N, H, W, Cin, Ho, Wo, bias != nullptr);
-  const size_t wn = c.weights_blocked.get_size() / sizeof(float);
-  if (d.blocked_weights.size() < wn) d.blocked_weights.resize(wn);
-  dnnl::memory wplain(c.weights_plain, d.eng, const_cast<float*>(w));
-  dnnl::memory wblocked(c.weights_blocked, d.eng, d.blocked_weights.data());
-  c.weight_reorder.execute(d.strm, wplain, wblocked);
-  dnnl::memory src(c.src, d.eng, const_cast<float*>(x.data()));
-  dnnl::memory dst(c.dst, d.eng, y.data());
+  const ConvPrimitive& c =
+      cache.get(key, [&] { return make_primitive(p, N, H, W, Cin, Ho, Wo, bias != nullptr); });
+  const dnnl::engine& eng = dnnl_cpu_engine();
+  const ScratchLease blocked(c.weights_blocked.get_size() / sizeof(float));
+  dnnl::memory wplain(c.weights_plain, eng, const_cast<float*>(w));
+  dnnl::memory wblocked(c.weights_blocked, eng, blocked.data());
+  execute(c.weight_reorder, c.reorder_scratchpad,
+          {{DNNL_ARG_FROM, wplain}, {DNNL_ARG_TO, wblocked}});
+  dnnl::memory src(c.src, eng, const_cast<float*>(x.data()));
+  dnnl::memory dst(c.dst, eng, y.data());
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wblocked}, {DNNL_ARG_DST, dst}};
-  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, d.eng, const_cast<float*>(bias)));
-  c.conv.execute(d.strm, args);
-  d.strm.wait();
+  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, eng, const_cast<float*>(bias)));
+  execute(c.conv, c.scratchpad, std::move(args));
   return y;
+}
+
+bool conv2d_runs_packed(const Shape& x, const Conv2dParams& p) {
+  const int64_t Ho = (x[1] + p.pad_t + p.pad_b - p.kh) / p.stride + 1;
+  const int64_t Wo = (x[2] + p.pad_l + p.pad_r - p.kw) / p.stride + 1;
+  return packed_is_faster(Ho, Wo, x[3], p);
 }
 
 double conv2d_flops(const Shape& x, const Conv2dParams& p) {

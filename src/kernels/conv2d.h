@@ -20,4 +20,8 @@ Tensor conv2d(const Tensor& x, const float* w, const float* bias, const Conv2dPa
 // Floating-point operations of one such convolution (for benchmarks).
 double conv2d_flops(const Shape& x_nhwc, const Conv2dParams& p);
 
+// Whether conv2d() runs this convolution as the packed implicit GEMM (packed_gemm.h) at the kernel
+// level in use, rather than oneDNN: where the packed kernel was measured faster.
+bool conv2d_runs_packed(const Shape& x_nhwc, const Conv2dParams& p);
+
 }  // namespace sdpal::k

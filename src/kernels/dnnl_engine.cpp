@@ -1,6 +1,7 @@
 #include "kernels/dnnl_engine.h"
 
 #include "core/cpu.h"
+#include "core/scratch.h"
 
 namespace sdpal::k {
 
@@ -39,6 +40,28 @@ dnnl::engine& dnnl_cpu_engine() {
   dnnl_init();
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   return eng;
+}
+
+dnnl::primitive_attr user_scratchpad_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+void execute(const dnnl::primitive& p, const dnnl::memory::desc& scratchpad,
+             std::unordered_map<int, dnnl::memory> args) {
+  const dnnl::engine& eng = dnnl_cpu_engine();
+  const size_t bytes = scratchpad.get_size();
+  const ScratchLease buf(bytes > 0 ? (bytes + sizeof(float) - 1) / sizeof(float) : 0);
+  if (bytes > 0) args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, eng, buf.data()));
+  dnnl::stream strm(eng);
+  p.execute(strm, args);
+  strm.wait();
+}
+
+void reorder(const dnnl::memory& from, const dnnl::memory& to) {
+  const dnnl::reorder::primitive_desc pd(from, to, user_scratchpad_attr());
+  execute(dnnl::reorder(pd), pd.scratchpad_desc(), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
 }
 
 }  // namespace sdpal::k

@@ -2,18 +2,17 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include <map>
-#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 #include <unordered_map>
-#include <vector>
 
 #include "core/cpu.h"
 #include "core/error.h"
 #include "core/profile.h"
+#include "core/scratch.h"
 #include "kernels/dnnl_engine.h"
 #include "kernels/packed_gemm.h"
+#include "kernels/primitive_cache.h"
 
 namespace sdpal::k {
 
@@ -30,32 +29,19 @@ namespace {
 
 // Linear layers of a real size run as oneDNN brgemm matmuls: measured 1.0-1.2x faster than the JIT
 // sgemm on SD shapes (most on N = 320/640, where sgemm's blocking is poor). As for convolutions,
-// primitives are cached per shape and the weight is reordered into the blocked layout on every
-// call, so weights stay as the model file has them.
+// primitives are cached per shape (shared and never changed once made: any number of callers may
+// run one at once) and the weight is reordered into the blocked layout on every call, into the
+// caller's scratch, so weights stay as the model file has them.
 struct MatmulPrimitive {
   dnnl::matmul mm;
   dnnl::reorder weight_reorder;
-  dnnl::memory::desc src, dst, weights_plain, weights_blocked, bias;
+  dnnl::memory::desc src, dst, weights_plain, weights_blocked, bias, scratchpad, reorder_scratchpad;
 };
 
-struct MatmulState {
-  dnnl::engine eng = dnnl_cpu_engine();  // a handle to the shared engine
-  dnnl::stream strm{eng};
-  std::map<std::tuple<int64_t, int64_t, int64_t, bool>, MatmulPrimitive> cache;
-  std::vector<float> blocked_weights;
-  std::mutex mu;
-};
+using MatmulKey = std::tuple<int64_t, int64_t, int64_t, bool>;
 
-MatmulState& matmul_state() {
-  static MatmulState s;
-  return s;
-}
-
-const MatmulPrimitive& matmul_primitive(MatmulState& st, int64_t M, int64_t K, int64_t N,
-                                        bool bias) {
-  const auto key = std::make_tuple(M, K, N, bias);
-  auto it = st.cache.find(key);
-  if (it != st.cache.end()) return it->second;
+MatmulPrimitive make_matmul_primitive(int64_t M, int64_t K, int64_t N, bool bias) {
+  const dnnl::engine& eng = dnnl_cpu_engine();
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   MatmulPrimitive p;
@@ -66,12 +52,21 @@ const MatmulPrimitive& matmul_primitive(MatmulState& st, int64_t M, int64_t K, i
   const dnnl::memory::desc any({K, N}, dt::f32, tag::any);
   const dnnl::matmul::primitive_desc pd(
       bias ? dnnl::matmul::desc(p.src, any, p.bias, p.dst) : dnnl::matmul::desc(p.src, any, p.dst),
-      st.eng);
+      user_scratchpad_attr(), eng);
   p.weights_blocked = pd.weights_desc();
+  p.scratchpad = pd.scratchpad_desc();
   p.mm = dnnl::matmul(pd);
-  p.weight_reorder = dnnl::reorder(dnnl::memory(p.weights_plain, st.eng, DNNL_MEMORY_NONE),
-                                   dnnl::memory(p.weights_blocked, st.eng, DNNL_MEMORY_NONE));
-  return st.cache.emplace(key, std::move(p)).first->second;
+  const dnnl::reorder::primitive_desc rpd(eng, p.weights_plain, eng, p.weights_blocked,
+                                          user_scratchpad_attr());
+  p.reorder_scratchpad = rpd.scratchpad_desc();
+  p.weight_reorder = dnnl::reorder(rpd);
+  return p;
+}
+
+const MatmulPrimitive& matmul_primitive(int64_t M, int64_t K, int64_t N, bool bias) {
+  static PrimitiveCache<MatmulKey, MatmulPrimitive> cache;
+  return cache.get(std::make_tuple(M, K, N, bias),
+                   [&] { return make_matmul_primitive(M, K, N, bias); });
 }
 
 // Below this many multiply-adds the JIT sgemm is used as it is: a primitive per shape is not worth
@@ -96,21 +91,19 @@ void linear(const float* x, int64_t M, int64_t K, const float* W, const float* b
   }
   prof::OpScope scope(prof::Op::gemm, 2.0 * M * N * K);
   if (!accumulate && M * N * K >= kMatmulMinMacs) {
-    MatmulState& st = matmul_state();
-    std::lock_guard<std::mutex> lock(st.mu);
-    const MatmulPrimitive& p = matmul_primitive(st, M, K, N, b != nullptr);
-    const size_t wn = p.weights_blocked.get_size() / sizeof(float);
-    if (st.blocked_weights.size() < wn) st.blocked_weights.resize(wn);
-    dnnl::memory wplain(p.weights_plain, st.eng, const_cast<float*>(W));
-    dnnl::memory wblocked(p.weights_blocked, st.eng, st.blocked_weights.data());
-    p.weight_reorder.execute(st.strm, wplain, wblocked);
+    const MatmulPrimitive& p = matmul_primitive(M, K, N, b != nullptr);
+    const dnnl::engine& eng = dnnl_cpu_engine();
+    const ScratchLease blocked(p.weights_blocked.get_size() / sizeof(float));
+    dnnl::memory wplain(p.weights_plain, eng, const_cast<float*>(W));
+    dnnl::memory wblocked(p.weights_blocked, eng, blocked.data());
+    execute(p.weight_reorder, p.reorder_scratchpad,
+            {{DNNL_ARG_FROM, wplain}, {DNNL_ARG_TO, wblocked}});
     std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, dnnl::memory(p.src, st.eng, const_cast<float*>(x))},
+        {DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<float*>(x))},
         {DNNL_ARG_WEIGHTS, wblocked},
-        {DNNL_ARG_DST, dnnl::memory(p.dst, st.eng, y)}};
-    if (b) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, st.eng, const_cast<float*>(b)));
-    p.mm.execute(st.strm, args);
-    st.strm.wait();
+        {DNNL_ARG_DST, dnnl::memory(p.dst, eng, y)}};
+    if (b) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, eng, const_cast<float*>(b)));
+    execute(p.mm, p.scratchpad, std::move(args));
     return;
   }
   float beta = accumulate ? 1.f : 0.f;

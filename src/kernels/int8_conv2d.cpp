@@ -48,6 +48,7 @@ struct Int8Conv2d::State {
   };
   struct Prim {
     dnnl::convolution_forward conv;
+    dnnl::memory::desc scratchpad;
     size_t layout = 0;
   };
   std::mutex mu;
@@ -58,7 +59,7 @@ struct Int8Conv2d::State {
     const auto key = std::make_tuple(N, H, W);
     auto it = prims.find(key);
     if (it != prims.end()) return it->second;
-    dnnl::primitive_attr attr;
+    dnnl::primitive_attr attr = user_scratchpad_attr();
     attr.set_output_scales(1 << 1, oscale);
     const dnnl::memory::desc src({N, cin, H, W}, dt::u8, tag::nhwc);
     const dnnl::memory::desc dst({N, p.cout, Ho, Wo}, dt::f32, tag::nhwc);
@@ -70,7 +71,7 @@ struct Int8Conv2d::State {
                                                dnnl::algorithm::convolution_direct, src, wany, b,
                                                dst, strides, pl, pr);
     dnnl::convolution_forward::primitive_desc pd(desc, attr, dnnl_cpu_engine());
-    Prim prim{dnnl::convolution_forward(pd), layouts.size()};
+    Prim prim{dnnl::convolution_forward(pd), pd.scratchpad_desc(), layouts.size()};
     for (size_t i = 0; i < layouts.size(); ++i)
       if (layouts[i].desc == pd.weights_desc()) prim.layout = i;
     if (prim.layout == layouts.size()) add_layout(pd.weights_desc());
@@ -78,15 +79,13 @@ struct Int8Conv2d::State {
   }
 
   void add_layout(const dnnl::memory::desc& desc) {
-    const float* w = source();
+    const std::shared_ptr<const float> w = source();
     SDPAL_CHECK(w, "int8 conv2d: the weight source returned no data");
-    Int8Weights q = quantize_weights_s8(w, p.cout, cin * p.kh * p.kw);
+    Int8Weights q = quantize_weights_s8(w.get(), p.cout, cin * p.kh * p.kw);
     Layout l{desc, dnnl::memory(desc, dnnl_cpu_engine())};
     dnnl::memory plain({{p.cout, cin, p.kh, p.kw}, dt::s8, tag::oihw}, dnnl_cpu_engine(),
                        q.q.data());
-    dnnl::stream strm(dnnl_cpu_engine());
-    dnnl::reorder(plain, l.weights).execute(strm, plain, l.weights);
-    strm.wait();
+    reorder(plain, l.weights);
     layouts.push_back(std::move(l));
   }
 
@@ -131,8 +130,9 @@ Int8Conv2d::Int8Conv2d(const WeightSource& w, const float* bias, int64_t cin, co
   s.cin = cin;
   s.p = p;
   s.act = act;
-  const float* wf = w();
-  SDPAL_CHECK(wf, "int8 conv2d: the weight source returned no data");
+  const std::shared_ptr<const float> wdata = w();
+  SDPAL_CHECK(wdata, "int8 conv2d: the weight source returned no data");
+  const float* wf = wdata.get();
   if (is_pointwise(p)) {
     s.pointwise.emplace(wf, bias, cin, p.cout, act);  // OIHW 1x1 is [out, in]
     s.wscale = s.pointwise->weight_scales();
@@ -185,12 +185,11 @@ Tensor Int8Conv2d::operator()(const Tensor& x) const {
   dnnl::memory src({{N, s.cin, H, W}, dt::u8, tag::nhwc}, dnnl_cpu_engine(), q);
   dnnl::memory dst({{N, p.cout, Ho, Wo}, dt::f32, tag::nhwc}, dnnl_cpu_engine(), y.data());
   dnnl::memory bias({{p.cout}, dt::f32, tag::x}, dnnl_cpu_engine(), s.bias.data());
-  dnnl::stream strm(dnnl_cpu_engine());
-  prim.conv.execute(strm, {{DNNL_ARG_SRC, src},
-                           {DNNL_ARG_WEIGHTS, s.layouts[prim.layout].weights},
-                           {DNNL_ARG_BIAS, bias},
-                           {DNNL_ARG_DST, dst}});
-  strm.wait();
+  execute(prim.conv, prim.scratchpad,
+          {{DNNL_ARG_SRC, src},
+           {DNNL_ARG_WEIGHTS, s.layouts[prim.layout].weights},
+           {DNNL_ARG_BIAS, bias},
+           {DNNL_ARG_DST, dst}});
   s.fix_borders(y.data(), N, H, W, Ho, Wo);
   return y;
 }

@@ -17,7 +17,8 @@ class Int8Conv2d {
   // The fp32 OIHW weight [p.cout, cin, kh, kw]; asked for again only when an input size needs a
   // weight layout not prepared yet (oneDNN picks different kernels, with different layouts, for
   // small and large images), so that one quantised copy is held per layout in use and no other.
-  using WeightSource = std::function<const float*()>;
+  // The returned pointer owns what it points to (e.g. an expansion of a compressed weight).
+  using WeightSource = std::function<std::shared_ptr<const float>()>;
   // bias: [p.cout] or null (copied). Quantises the weight (for its scales) here; the layout for an
   // input size is made on its first call.
   Int8Conv2d(const WeightSource& w, const float* bias, int64_t cin, const Conv2dParams& p,

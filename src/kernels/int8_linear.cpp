@@ -40,11 +40,15 @@ struct Int8Linear::State {
   std::vector<float> wscale, oscale, bias;  // bias: in accumulator units, minus zp Σ w
   dnnl::memory::desc wdesc;
   dnnl::memory weights;
-  std::mutex mu;
-  std::map<int64_t, dnnl::matmul> prims;
+  struct Prim {
+    dnnl::matmul mm;
+    dnnl::memory::desc scratchpad;
+  };
+  std::mutex mu;                  // guards prims (the primitives themselves are run unlocked)
+  std::map<int64_t, Prim> prims;  // by M
 
   dnnl::matmul::primitive_desc make_pd(int64_t M, const dnnl::memory::desc& w) const {
-    dnnl::primitive_attr attr;
+    dnnl::primitive_attr attr = user_scratchpad_attr();
     attr.set_output_scales(1 << 1, oscale);
     const dnnl::memory::desc src({M, in}, dt::u8, tag::ab), dst({M, out}, dt::f32, tag::ab);
     const dnnl::memory::desc b({1, out}, dt::f32, tag::ab);
@@ -52,12 +56,13 @@ struct Int8Linear::State {
                                         dnnl_cpu_engine());
   }
 
-  const dnnl::matmul& primitive(int64_t M) {
+  const Prim& primitive(int64_t M) {
+    std::lock_guard<std::mutex> lock(mu);
     auto it = prims.find(M);
     if (it != prims.end()) return it->second;
     auto pd = make_pd(M, dnnl::memory::desc({in, out}, dt::s8, tag::any));
     if (pd.weights_desc() != wdesc) pd = make_pd(M, wdesc);  // keep the prepared layout
-    return prims.emplace(M, dnnl::matmul(pd)).first->second;
+    return prims.emplace(M, Prim{dnnl::matmul(pd), pd.scratchpad_desc()}).first->second;
   }
 };
 
@@ -85,9 +90,7 @@ Int8Linear::Int8Linear(const float* w, const float* bias, int64_t in, int64_t ou
   s.weights = dnnl::memory(s.wdesc, dnnl_cpu_engine());
   // The [out, in] row-major weight is the [in, out] matrix in "ba" order.
   dnnl::memory plain({{in, out}, dt::s8, tag::ba}, dnnl_cpu_engine(), q.q.data());
-  dnnl::stream strm(dnnl_cpu_engine());
-  dnnl::reorder(plain, s.weights).execute(strm, plain, s.weights);
-  strm.wait();
+  reorder(plain, s.weights);
 }
 
 void Int8Linear::forward(const float* x, int64_t M, float* y) const {
@@ -96,17 +99,15 @@ void Int8Linear::forward(const float* x, int64_t M, float* y) const {
   prof::OpScope scope(prof::Op::gemm_int8, 2.0 * M * s.in * s.out);
   uint8_t* q = u8_scratch(M * s.in);
   quantize_u8(x, M * s.in, s.act, q);
-  std::lock_guard<std::mutex> lock(s.mu);
-  const dnnl::matmul& mm = s.primitive(M);
+  const State::Prim& prim = s.primitive(M);
   dnnl::memory src({{M, s.in}, dt::u8, tag::ab}, dnnl_cpu_engine(), q);
   dnnl::memory dst({{M, s.out}, dt::f32, tag::ab}, dnnl_cpu_engine(), y);
   dnnl::memory bias({{1, s.out}, dt::f32, tag::ab}, dnnl_cpu_engine(), s.bias.data());
-  dnnl::stream strm(dnnl_cpu_engine());
-  mm.execute(strm, {{DNNL_ARG_SRC, src},
-                    {DNNL_ARG_WEIGHTS, s.weights},
-                    {DNNL_ARG_BIAS, bias},
-                    {DNNL_ARG_DST, dst}});
-  strm.wait();
+  execute(prim.mm, prim.scratchpad,
+          {{DNNL_ARG_SRC, src},
+           {DNNL_ARG_WEIGHTS, s.weights},
+           {DNNL_ARG_BIAS, bias},
+           {DNNL_ARG_DST, dst}});
 }
 
 Tensor Int8Linear::operator()(const Tensor& x) const {

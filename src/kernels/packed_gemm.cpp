@@ -12,7 +12,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -254,8 +253,6 @@ bool worth_threads(int64_t M, int64_t N, int64_t K) { return double(M) * N * K >
 
 namespace {
 
-std::atomic<bool> g_fused{true};
-
 void check_source(const WeightSource& w, int64_t rows, int64_t row_len, const char* what) {
   SDPAL_CHECK(w.rows == rows && w.row_len == row_len,
               std::string(what) + ": the weight is " + std::to_string(w.rows) + " x " +
@@ -276,8 +273,11 @@ bool hand_written_avx512() {
 
 }  // namespace
 
-void set_fused_lut(bool on) { g_fused = on; }
-bool fused_lut_enabled() { return g_fused.load(std::memory_order_relaxed); }
+bool fused_linear_is_faster() { return cpu::level() != cpu::Level::avx2; }
+
+bool fused_conv2d_is_faster(const Shape& x_nhwc, const Conv2dParams& p) {
+  return cpu::level() != cpu::Level::avx2 || conv2d_runs_packed(x_nhwc, p);
+}
 
 WeightSource WeightSource::f32(const float* w, int64_t rows, int64_t row_len) {
   WeightSource s;

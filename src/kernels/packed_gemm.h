@@ -23,12 +23,6 @@
 
 namespace sdpal::k {
 
-// Process-wide switch: whether layers run compressed weights through the fused kernels (on) or
-// expand them into a dense scratch buffer first and call oneDNN (off). Benchmarks flip it to
-// compare both in one run.
-void set_fused_lut(bool on);
-bool fused_lut_enabled();
-
 // Where the GEMM reads its weight W [rows, row_len] (row-major; rows are output channels) from.
 struct WeightSource {
   enum class Kind { F32, F16, Compressed };
@@ -59,6 +53,15 @@ int64_t packed_buffer_bytes(int64_t N, int64_t K, WeightSource::Kind kind, int t
 // implicit GEMM; any kernel size, stride and padding. 1x1 stride-1 unpadded ones are a plain GEMM.
 Tensor packed_conv2d(const Tensor& x, const WeightSource& w, const float* bias,
                      const Conv2dParams& p);
+
+// Whether a layer with a compressed weight runs the fused kernels above (the weight expanded
+// straight into the packing, no fp32 copy of the layer) or expands the layer into a scratch buffer
+// and runs the dense kernel, at the kernel level in use. Fused everywhere except at avx2, where
+// oneDNN's kernels beat the packed ones on the linear layers and on the deep convolutions (measured
+// on SD 1.5: docs/speed.md): there a layer is fused only where the dense path runs the packed
+// kernel too, so both paths cost the same.
+bool fused_linear_is_faster();
+bool fused_conv2d_is_faster(const Shape& x_nhwc, const Conv2dParams& p);
 
 // The micro-tile (rows x columns) of the kernel level in use: what the tests' tail sizes aim at.
 void packed_tile(int* mr, int* nr);

@@ -58,7 +58,8 @@ ClipTextOutput ClipTextModel::forward(const std::vector<std::vector<int>>& ids, 
   SDPAL_CHECK(T > 0 && T <= cfg_.positions, "text encoder: sequence length " + std::to_string(T) +
                                                 " exceeds " + std::to_string(cfg_.positions));
   Tensor x({B, T, D});
-  const float* pos = pos_emb_.f32();
+  const F32Data pos_data = pos_emb_.f32();
+  const float* pos = pos_data.get();
   const size_t es = dtype_size(tok_emb_->dtype);
   for (int64_t b = 0; b < B; ++b) {
     SDPAL_CHECK(static_cast<int64_t>(ids[b].size()) == T, "text encoder: ragged token batch");

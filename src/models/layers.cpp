@@ -1,7 +1,5 @@
 #include "models/layers.h"
 
-#include <atomic>
-
 #include "core/error.h"
 #include "kernels/gemm.h"
 #include "kernels/int8_conv2d.h"
@@ -10,13 +8,6 @@
 #include "kernels/packed_gemm.h"
 
 namespace sdpal {
-
-namespace {
-std::atomic<InputObserver*> g_observer{nullptr};
-InputObserver* observer() { return g_observer.load(std::memory_order_relaxed); }
-}  // namespace
-
-void set_input_observer(InputObserver* o) { g_observer.store(o); }
 
 void Linear::load(const WeightStore& ws, const std::string& path, int64_t in_, int64_t out_,
                   bool bias, bool conv1x1) {
@@ -30,12 +21,12 @@ void Linear::load(const WeightStore& ws, const std::string& path, int64_t in_, i
 Tensor Linear::operator()(const Tensor& x) const {
   SDPAL_CHECK(x.dim(-1) == in,
               "linear: input " + shape_str(x.shape()) + " does not end in " + std::to_string(in));
-  if (InputObserver* o = observer()) o->observe(*this, x, 2.0 * x.numel() * out);
+  if (observer) observer->observe(*this, x, 2.0 * x.numel() * out);
   if (int8_) return (*int8_)(x);
-  if (w.compressed() && k::fused_lut_enabled())  // expand into the GEMM's packing, no dense copy
-    return k::packed_linear(x, k::WeightSource::compressed(*w.compressed_view()),
-                            b.valid() ? b.f32() : nullptr);
-  return k::linear(x, w.f32(), b.valid() ? b.f32() : nullptr, out);
+  const F32Data bias = b.f32_or_null();
+  if (w.compressed() && fused_lut && k::fused_linear_is_faster())  // expand into the packing
+    return k::packed_linear(x, k::WeightSource::compressed(*w.compressed_view()), bias.get());
+  return k::linear(x, w.f32().get(), bias.get(), out);
 }
 
 void Conv2d::load(const WeightStore& ws, const std::string& path, int64_t in_, int64_t out,
@@ -55,7 +46,7 @@ Tensor Conv2d::operator()(const Tensor& x) const {
   SDPAL_CHECK(x.ndim() == 4 && x.dim(3) == in, "conv2d: input " + shape_str(x.shape()) +
                                                    " does not have " + std::to_string(in) +
                                                    " channels");
-  if (InputObserver* o = observer()) o->observe(*this, x, k::conv2d_flops(x.shape(), p));
+  if (observer) observer->observe(*this, x, k::conv2d_flops(x.shape(), p));
   if (int8_) {
     const size_t prepared = int8_->weight_bytes();
     Tensor y = (*int8_)(x);
@@ -64,14 +55,14 @@ Tensor Conv2d::operator()(const Tensor& x) const {
     if (int8_->weight_bytes() != prepared) w.release_pages();
     return y;
   }
-  const float* bias = b.valid() ? b.f32() : nullptr;  // small: never the scratch buffer
-  if (w.compressed() && k::fused_lut_enabled())       // expand into the packing, no dense copy
-    return k::packed_conv2d(x, k::WeightSource::compressed(*w.compressed_view()), bias, p);
-  return k::conv2d(x, w.f32(), bias, p);
+  const F32Data bias = b.f32_or_null();
+  if (w.compressed() && fused_lut && k::fused_conv2d_is_faster(x.shape(), p))
+    return k::packed_conv2d(x, k::WeightSource::compressed(*w.compressed_view()), bias.get(), p);
+  return k::conv2d(x, w.f32().get(), bias.get(), p);
 }
 
 void Linear::enable_int8(const k::ActQuant& a) {
-  int8_ = std::make_shared<const k::Int8Linear>(w.f32(), b.valid() ? b.f32() : nullptr, in, out, a);
+  int8_ = std::make_shared<const k::Int8Linear>(w.f32().get(), b.f32_or_null().get(), in, out, a);
   w.release_pages();  // the int8 copy is all the layer reads from now on
 }
 
@@ -79,8 +70,11 @@ void Conv2d::enable_int8(const k::ActQuant& a) {
   // The source is asked again for new weight layouts (other image sizes): it holds a copy of the
   // Param, not `this`, which may move.
   const Param weight = w;
-  int8_ = std::make_shared<const k::Int8Conv2d>([weight] { return weight.f32(); },
-                                                b.valid() ? b.f32() : nullptr, in, p, a);
+  auto source = [weight] {
+    auto d = std::make_shared<const F32Data>(weight.f32());
+    return std::shared_ptr<const float>(d, d->get());  // owns the expansion, if any
+  };
+  int8_ = std::make_shared<const k::Int8Conv2d>(source, b.f32_or_null().get(), in, p, a);
   w.release_pages();  // read again only for a new weight layout (see operator())
 }
 
@@ -97,7 +91,7 @@ void GroupNorm::load(const WeightStore& ws, const std::string& path, int64_t cha
 }
 
 Tensor GroupNorm::operator()(const Tensor& x, bool silu) const {
-  return k::group_norm(x, groups, g.f32(), b.f32(), eps, silu);
+  return k::group_norm(x, groups, g.f32().get(), b.f32().get(), eps, silu);
 }
 
 void LayerNorm::load(const WeightStore& ws, const std::string& path, int64_t dim, float eps_) {
@@ -107,7 +101,7 @@ void LayerNorm::load(const WeightStore& ws, const std::string& path, int64_t dim
 }
 
 Tensor LayerNorm::operator()(const Tensor& x) const {
-  return k::layer_norm(x, g.f32(), b.f32(), eps);
+  return k::layer_norm(x, g.f32().get(), b.f32().get(), eps);
 }
 
 }  // namespace sdpal

@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels/conv2d.h"
 #include "kernels/int8_quant.h"
@@ -20,9 +21,19 @@ inline std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
 
-// What Linear and Conv2d share: their module path, and int8 (W8A8) compute on request.
+class InputObserver;
+
+// What Linear and Conv2d share: their module path, how they run, and int8 (W8A8) compute on
+// request. The settings belong to the layer (so to one model), never to the process.
 struct WeightLayer {
   std::string name;  // module path, e.g. "down_blocks.0.resnets.1.conv1"
+  // Compressed weights: expand them straight into the GEMM/convolution packing (no fp32 copy of
+  // the layer; the default, where the kernel level runs that faster: k::fused_*_is_faster), or
+  // expand the whole layer and run the dense kernel.
+  bool fused_lut = true;
+  // Calibration hook: while set, the layer reports its input before computing. Set it around
+  // single-threaded model calls only (see ScopedInputObserver).
+  InputObserver* observer = nullptr;
   virtual ~WeightLayer() = default;
   // From now on, quantise the input with `a` and compute in int8 with the weight quantised per
   // output channel (prepared here, or for convolutions on the first call of an image size).
@@ -31,15 +42,29 @@ struct WeightLayer {
   virtual bool int8() const = 0;
 };
 
-// Calibration hook: while one is installed, every Linear and Conv2d (of any model) reports its
-// input before computing. Install it around single-threaded model calls only.
+// Calibration hook (WeightLayer::observer).
 class InputObserver {
  public:
   virtual ~InputObserver() = default;
   // flops: of the layer's computation on x.
   virtual void observe(const WeightLayer& layer, const Tensor& x, double flops) = 0;
 };
-void set_input_observer(InputObserver* o);  // null: none
+
+// Sets `o` as the observer of each of `layers` for the lifetime of the object.
+class ScopedInputObserver {
+ public:
+  ScopedInputObserver(const std::vector<WeightLayer*>& layers, InputObserver* o) : layers_(layers) {
+    for (WeightLayer* l : layers_) l->observer = o;
+  }
+  ~ScopedInputObserver() {
+    for (WeightLayer* l : layers_) l->observer = nullptr;
+  }
+  ScopedInputObserver(const ScopedInputObserver&) = delete;
+  ScopedInputObserver& operator=(const ScopedInputObserver&) = delete;
+
+ private:
+  std::vector<WeightLayer*> layers_;
+};
 
 struct Linear : WeightLayer {
   Param w, b;

@@ -24,7 +24,7 @@ struct ToMeOptions {
   double ratio = 0;        // fraction of a block's tokens merged away, 0..0.9 (0: off)
   int max_downsample = 1;  // merge in blocks at most this far below full resolution: 1, 2, 4, 8
   bool random = false;     // destination at a random place in each cell (else its top-left)
-  uint64_t seed = 0;       // seed of the random stream (restarted by UNet::set_tome)
+  uint64_t seed = 0;       // seed of the random stream (restarted by ToMe::set)
   bool operator==(const ToMeOptions&) const = default;
 };
 
@@ -63,9 +63,12 @@ class TokenMerge {
   std::vector<int32_t> off_, merged_;
 };
 
-// The ToMe setting of a UNet and the random stream its destination choices come from.
+// A ToMe setting and the random stream its destination choices come from: one per generation,
+// handed to each UNet::forward of it.
 class ToMe {
  public:
+  ToMe() = default;
+  explicit ToMe(const ToMeOptions& o) { set(o); }
   void set(const ToMeOptions& o);  // checks o, restarts the random stream at o.seed
   const ToMeOptions& options() const { return o_; }
   bool on() const { return o_.ratio > 0; }

@@ -137,6 +137,10 @@ UNet::UNet(const WeightStore& ws, const UNetConfig& cfg) : cfg_(cfg) {
   conv_out_.load(ws, "conv_out", C[0], cfg.out_channels, 3);
 }
 
+void UNet::set_fused_lut(bool on) {
+  for (WeightLayer* l : weight_layers()) l->fused_lut = on;
+}
+
 std::vector<WeightLayer*> UNet::weight_layers() {
   std::vector<WeightLayer*> r;
   auto resnet = [&r](ResnetBlock2D& b) {
@@ -201,7 +205,7 @@ Tensor UNet::time_embedding(const std::vector<double>& ts, int64_t B) const {
 }
 
 Tensor UNet::forward(const Tensor& sample, const std::vector<double>& timesteps,
-                     const Tensor& context) const {
+                     const Tensor& context, const ToMe* tome_setting) const {
   SDPAL_CHECK(sample.ndim() == 4 && sample.dim(1) == cfg_.in_channels,
               "unet: sample must be [B, " + std::to_string(cfg_.in_channels) + ", h, w], got " +
                   shape_str(sample.shape()));
@@ -213,8 +217,8 @@ Tensor UNet::forward(const Tensor& sample, const std::vector<double>& timesteps,
   Tensor temb = time_embedding(timesteps, B);
   k::silu_(temb);  // every resnet applies SiLU to temb before its projection
 
-  const ToMeCall tome_call{&tome_, sample.dim(2) * sample.dim(3)};
-  const ToMeCall* tome = tome_.on() ? &tome_call : nullptr;
+  const ToMeCall tome_call{tome_setting, sample.dim(2) * sample.dim(3)};
+  const ToMeCall* tome = tome_setting && tome_setting->on() ? &tome_call : nullptr;
 
   Tensor x = conv_in_(nchw_to_nhwc(sample));
   std::vector<Tensor> skips;

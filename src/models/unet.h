@@ -33,15 +33,16 @@ class UNet {
   UNet(const WeightStore& ws, const UNetConfig& cfg);
   const UNetConfig& config() const { return cfg_; }
   // sample [B, C, h, w] (NCHW), timesteps: 1 value (shared) or B values, context [B, S, D].
-  Tensor forward(const Tensor& sample, const std::vector<double>& timesteps,
-                 const Tensor& context) const;
-  // Token merging in the transformer blocks of later forward calls (see models/tome.h); ratio 0
-  // (the default) leaves forward() unchanged, bit for bit. Restarts the random stream, which
-  // forward() advances in random mode (so no concurrent forward calls then).
-  void set_tome(const ToMeOptions& o) { tome_.set(o); }
-  const ToMeOptions& tome() const { return tome_.options(); }
+  // tome: token merging in the transformer blocks (see models/tome.h), the caller's own setting
+  // and random stream (one per generation); null or ratio 0 leaves the result unchanged, bit for
+  // bit. forward() changes nothing in the UNet: calls may run at the same time.
+  Tensor forward(const Tensor& sample, const std::vector<double>& timesteps, const Tensor& context,
+                 const ToMe* tome = nullptr) const;
   // Every Linear and Conv2d, in forward order: for int8 preparation and calibration.
   std::vector<WeightLayer*> weight_layers();
+  // Compressed weights through the fused kernels (the default) or expanded per layer first (see
+  // WeightLayer::fused_lut); benchmarks compare both.
+  void set_fused_lut(bool on);
 
  private:
   struct Level {
@@ -58,7 +59,6 @@ class UNet {
   ResnetBlock2D mid_res0_, mid_res1_;
   std::optional<Transformer2DModel> mid_attn_;
   GroupNorm norm_out_;
-  ToMe tome_;
 };
 
 }  // namespace sdpal

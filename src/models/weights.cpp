@@ -1,7 +1,5 @@
 #include "models/weights.h"
 
-#include <atomic>
-#include <chrono>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -13,21 +11,7 @@ namespace sdpal {
 
 namespace {
 constexpr int64_t kSmallParam = 1 << 16;  // fp32 copies kept for tensors up to this many elements
-std::atomic<int64_t> g_expand_ns{0};
-
-struct ExpandTimer {
-  prof::OpScope scope{prof::Op::expansion};
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  ~ExpandTimer() {
-    g_expand_ns +=
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
-            .count();
-  }
-};
 }  // namespace
-
-double weight_expansion_seconds() { return g_expand_ns.load() * 1e-9; }
-void reset_weight_expansion_seconds() { g_expand_ns = 0; }
 
 Param::Param(const WeightStore* store, const TensorView* view) : store_(store), view_(view) {
   if (view->dtype != DType::F32 && view->numel() <= kSmallParam) {
@@ -43,17 +27,18 @@ Param::Param(const WeightStore* store, const CompressedView* cview) : store_(sto
   }
 }
 
-const float* Param::f32() const {
+F32Data Param::f32() const {
   SDPAL_CHECK(valid(), "internal: use of an unloaded parameter");
-  if (copy_) return copy_->data();
-  ExpandTimer timer;
+  if (copy_) return F32Data(copy_->data());
+  if (view_ && view_->dtype == DType::F32)
+    return F32Data(reinterpret_cast<const float*>(view_->data));
+  prof::OpScope scope(prof::Op::expansion);
+  ScratchLease lease(static_cast<size_t>(numel()));
+  float* s = lease.data();
   if (cview_) {
-    float* s = store_->scratch(cview_->numel());
     expand(*cview_, s);
-    return s;
+    return F32Data(std::move(lease));
   }
-  if (view_->dtype == DType::F32) return reinterpret_cast<const float*>(view_->data);
-  float* s = store_->scratch(view_->numel());
   const int64_t n = view_->numel(), block = 1 << 16;
   const size_t es = dtype_size(view_->dtype);
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
@@ -61,10 +46,8 @@ const float* Param::f32() const {
     const int64_t s0 = b * block;
     convert_to_f32(view_->dtype, view_->data + s0 * es, s + s0, std::min(block, n - s0));
   }
-  return s;
+  return F32Data(std::move(lease));
 }
-
-void WeightStore::AlignedFree::operator()(float* p) const { std::free(p); }
 
 void Param::release_pages() const {
   if (store_ && view_ && !copy_) store_->release_pages(*view_);
@@ -73,17 +56,6 @@ void Param::release_pages() const {
 void WeightStore::release_pages(const TensorView& v) const {
   for (const auto& f : files_)
     if (f->release_pages(v.data, v.nbytes)) return;
-}
-
-float* WeightStore::scratch(size_t n) const {
-  if (n > scratch_n_) {
-    size_t bytes = (n * 4 + 63) / 64 * 64;
-    float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!p) fail(label_ + ": out of memory expanding weights");
-    scratch_.reset(p);
-    scratch_n_ = n;
-  }
-  return scratch_.get();
 }
 
 void WeightStore::add_file(

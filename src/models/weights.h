@@ -2,8 +2,9 @@
 // mmap'd safetensors files. Weights stay in their file dtype, or compressed (palettized / linear
 // 8-bit, see compression/compressed_weight.h); a Param hands out fp32 data on use: F32 tensors
 // directly from the mapping, small tensors from a one-time fp32 copy, large F16/BF16 or compressed
-// ones expanded into a reused scratch buffer just before use (valid until the next expansion), so
-// resident weight memory stays at the file's size.
+// ones expanded just before use into a scratch buffer that the returned F32Data holds (see
+// core/scratch.h), so resident weight memory stays at the file's size. A store is not changed by
+// running a model: any number of callers may use one at once.
 #pragma once
 #include <functional>
 #include <map>
@@ -14,16 +15,26 @@
 #include <vector>
 
 #include "compression/compressed_weight.h"
+#include "core/scratch.h"
 #include "formats/safetensors.h"
 
 namespace sdpal {
 
 class WeightStore;
 
-// Time spent expanding F16/BF16/compressed weights to fp32 since the last reset (all stores),
-// for benchmarks' breakdowns.
-double weight_expansion_seconds();
-void reset_weight_expansion_seconds();
+// A weight as fp32: a pointer into the file mapping or a kept copy, or a scratch buffer holding
+// its expansion, owned by this object (valid while it lives).
+class F32Data {
+ public:
+  F32Data() = default;  // no data: get() is null
+  explicit F32Data(const float* p) : p_(p) {}
+  explicit F32Data(ScratchLease lease) : p_(lease.data()), lease_(std::move(lease)) {}
+  const float* get() const { return p_; }
+
+ private:
+  const float* p_ = nullptr;
+  ScratchLease lease_;
+};
 
 class Param {
  public:
@@ -36,10 +47,12 @@ class Param {
   const CompressedView* compressed_view() const { return cview_; }
   const Shape& shape() const { return cview_ ? cview_->shape : view_->shape; }
   int64_t numel() const { return shape_numel(shape()); }
-  // fp32 data. For large non-F32 tensors the pointer is valid until the next large expansion.
   // See WeightStore::release_pages (uncompressed tensors from files only).
   void release_pages() const;
-  const float* f32() const;
+  // fp32 data, valid while the returned object lives: keep it for as long as the data is read
+  // (`k::linear(x, w.f32().get(), ...)` keeps it to the end of the call).
+  F32Data f32() const;
+  F32Data f32_or_null() const { return valid() ? f32() : F32Data(); }  // e.g. an optional bias
 
  private:
   const WeightStore* store_ = nullptr;
@@ -91,9 +104,6 @@ class WeightStore {
   // made); they come back from the file if read again. Tensors not from a file are left alone.
   void release_pages(const TensorView& v) const;
 
-  // Scratch for expanding large weights to fp32 (see Param::f32).
-  float* scratch(size_t n) const;
-
  private:
   std::string label_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
@@ -101,11 +111,6 @@ class WeightStore {
   std::map<std::string, CompressedView> compressed_;
   mutable std::set<std::string> used_;
   Synthesizer synth_;
-  struct AlignedFree {
-    void operator()(float* p) const;
-  };
-  mutable std::unique_ptr<float, AlignedFree> scratch_;
-  mutable size_t scratch_n_ = 0;
 };
 
 }  // namespace sdpal

@@ -40,21 +40,6 @@ void validate(const StableDiffusion& m, const GenerateParams& p) {
   check_tome_options(p.tome);
 }
 
-// Sets a UNet's ToMe for one generation and restores the previous setting, also on errors.
-class TomeScope {
- public:
-  TomeScope(UNet& unet, const ToMeOptions& o) : unet_(unet), prev_(unet.tome()) {
-    unet_.set_tome(o);
-  }
-  ~TomeScope() { unet_.set_tome(prev_); }
-  TomeScope(const TomeScope&) = delete;
-  TomeScope& operator=(const TomeScope&) = delete;
-
- private:
-  UNet& unet_;
-  ToMeOptions prev_;
-};
-
 // Broadcasts [4,h,w] or [1,4,h,w] noise to [B,4,h,w]; checks the shape.
 Tensor batch_noise(const Tensor& n, const Shape& want, const std::string& what) {
   Shape s = n.shape();
@@ -76,7 +61,8 @@ Tensor batch_noise(const Tensor& n, const Shape& want, const std::string& what) 
 
 Tensor init_image_latents(const StableDiffusion& m, const VaeEncoding& e, const Tensor& eps) {
   SDPAL_CHECK(eps.shape() == e.mean.shape(), "posterior noise has shape " + shape_str(eps.shape()) +
-                                                 " but the latents are " + shape_str(e.mean.shape()));
+                                                 " but the latents are " +
+                                                 shape_str(e.mean.shape()));
   const float sf = static_cast<float>(m.vae->config().scaling_factor);
   Tensor x0(e.mean.shape());
   for (int64_t i = 0; i < x0.numel(); ++i)
@@ -126,6 +112,7 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
   const int64_t h = p.height / f, w = p.width / f, L = m.unet->config().in_channels;
   const Shape lat_shape{B, L, h, w};
   const bool cfg = p.cfg_scale > 1.f;
+  const ToMe tome(p.tome);  // this generation's setting and random stream
   SchedulerOptions so;
   so.name = p.sampler;
   so.karras = p.karras;
@@ -169,7 +156,7 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
   for (int i = first; i < static_cast<int>(ts.size()); ++i) {
     Tensor x = sched->scale_model_input(latents, i);
     Tensor xin = cfg ? concat0({&x, &x}) : x;
-    Tensor out = unet.forward(xin, {ts[i]}, context);
+    Tensor out = unet.forward(xin, {ts[i]}, context, &tome);
     if (unet_calls) ++*unet_calls;
     Tensor guided = cfg ? out.slice0(B, 2 * B) : std::move(out);
     if (cfg) {
@@ -200,9 +187,6 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
 Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
                        const GenerateParams& p, int* unet_calls) {
   validate(m, p);
-  SDPAL_CHECK(unet.tome() == p.tome,
-              "denoise_latents: the UNet's ToMe setting differs from GenerateParams::tome; set it "
-              "with UNet::set_tome first");
   const int64_t rows = static_cast<int64_t>(p.prompts.size()) * (p.cfg_scale > 1.f ? 2 : 1);
   SDPAL_CHECK(context.ndim() == 3 && context.dim(0) == rows,
               "denoise_latents: context has shape " + shape_str(context.shape()) + ", expected " +
@@ -226,11 +210,7 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
     context = concat0({&uncond, &cond});
   }
 
-  Tensor latents;
-  {
-    TomeScope tome(*m.unet, p.tome);
-    latents = run_denoising(m, *m.unet, context, p, &res.unet_calls);
-  }
+  const Tensor latents = run_denoising(m, *m.unet, context, p, &res.unet_calls);
   res.latents = latents;
   if (p.taesd_decoder) {
     res.image01 = p.taesd_decoder->decode(latents);

@@ -32,8 +32,7 @@ struct GenerateParams {
   std::optional<Tensor> init_image;
   float strength = 0.75f;
   const Taesd* taesd_decoder = nullptr;  // decode with TAESD instead of the VAE
-  // Token merging in the UNet for this generation (models/tome.h); generate() sets it on the
-  // model's UNet and restores the UNet's previous setting afterwards.
+  // Token merging in the UNet for this generation (models/tome.h), with its own random stream.
   ToMeOptions tome;
   // Called after every step with (step done, total, current latents).
   std::function<void(int, int, const Tensor&)> on_step;
@@ -61,9 +60,7 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p);
 // the same architecture, e.g. one built on weights with some layers palettized in memory.
 // `context` is what generate() would encode: [2B, 77, D] (unconditional rows first) when
 // p.cfg_scale > 1, else [B, 77, D], with B = p.prompts.size(). Returns the final latents
-// [B, 4, h, w], bit-identical to generate(m, p).latents when `unet` has m's weights. `unet` runs
-// with its own ToMe setting, which must equal p.tome (set it with UNet::set_tome; in random mode
-// again before each run, to restart the stream as generate() does).
+// [B, 4, h, w], bit-identical to generate(m, p).latents when `unet` has m's weights.
 Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
                        const GenerateParams& p, int* unet_calls = nullptr);
 

@@ -368,8 +368,8 @@ void run(const Options& o) {
   for (const BenchConfig& c : configs) {
     const auto tl = Clock::now();
     BenchUNetWeights weights(o.model, c.weights, o.min_elements);
-    k::set_fused_lut(c.fused_lut);
     UNet unet(weights.store(), cfg);
+    unet.set_fused_lut(c.fused_lut);
     int64_t int8_layers = 0;
     if (c.int8) {
       const std::string cal =
@@ -378,7 +378,7 @@ void run(const Options& o) {
                                        "; run `sdpal calibrate --model " + o.model + "` first");
       int8_layers = apply_int8_calibration(unet, read_int8_calibration(cal), cal);
     }
-    if (c.tome > 0) unet.set_tome({.ratio = c.tome, .max_downsample = o.tome_max_downsample});
+    const ToMe tome({.ratio = c.tome, .max_downsample = o.tome_max_downsample});
     malloc_trim(0);    // give back what earlier configurations freed
     reset_peak_rss();  // from here: resident weights + what the steps need
     std::printf("\n[%s] %s%s, ready in %.1f s\n", c.label.c_str(), weights.description().c_str(),
@@ -389,7 +389,7 @@ void run(const Options& o) {
       const Tensor sample = pseudo_random({o.batch, cfg.in_channels, h, w}, 1);
       const Tensor context = pseudo_random({o.batch, ctx_len, cfg.cross_attention_dim[0]}, 2);
       Tensor out;
-      for (int i = 0; i < o.warmup; ++i) out = unet.forward(sample, {500}, context);
+      for (int i = 0; i < o.warmup; ++i) out = unet.forward(sample, {500}, context, &tome);
       // The machine may be shared: peaks are taken under the same conditions as the steps.
       const Peaks pk{measure_fma_peak(threads), c.int8 ? measure_int8_peak(threads) : 0};
       std::vector<double> times;
@@ -397,7 +397,7 @@ void run(const Options& o) {
       prof::enable(true);
       for (int i = 0; i < o.steps; ++i) {
         const auto t0 = Clock::now();
-        out = unet.forward(sample, {500}, context);
+        out = unet.forward(sample, {500}, context, &tome);
         times.push_back(since(t0));
       }
       prof::enable(false);
