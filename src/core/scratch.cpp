@@ -34,18 +34,23 @@ void ScratchLease::Free::operator()(float* p) const { std::free(p); }
 ScratchLease::ScratchLease(size_t floats) {
   if (floats == 0) floats = 1;
   auto& free = pool().free;
-  // The smallest kept buffer that is large enough; else a new one.
-  size_t best = free.size();
-  for (size_t i = 0; i < free.size(); ++i)
+  // The smallest kept buffer that is large enough. If none is, the largest kept one is replaced
+  // by a larger one (rather than a buffer added): the kept buffers grow to the largest requests
+  // and then serve every later call without allocating (fresh pages fault in at first touch).
+  size_t best = free.size(), largest = free.size();
+  for (size_t i = 0; i < free.size(); ++i) {
     if (free[i].capacity >= floats &&
         (best == free.size() || free[i].capacity < free[best].capacity))
       best = i;
+    if (largest == free.size() || free[i].capacity > free[largest].capacity) largest = i;
+  }
   if (best != free.size()) {
     buf_ = std::move(free[best].buf);
     capacity_ = free[best].capacity;
     free.erase(free.begin() + static_cast<std::ptrdiff_t>(best));
     return;
   }
+  if (largest != free.size()) free.erase(free.begin() + static_cast<std::ptrdiff_t>(largest));
   if (floats > (SIZE_MAX - 63) / sizeof(float)) throw std::bad_alloc();
   const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
   float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
