@@ -7,6 +7,7 @@
 #include "formats/safetensors.h"
 #include "models/config.h"
 #include "models/int8_calibration.h"
+#include "models/single_file_loader.h"
 #include "pipeline/model_files.h"
 
 namespace fs = std::filesystem;
