@@ -13,6 +13,7 @@
 
 #include "compression/palettize.h"
 #include "kernels/conv2d.h"
+#include "kernels/expand.h"
 #include "kernels/gemm.h"
 #include "kernels/packed_gemm.h"
 

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "formats/checkpoint_keymap.h"
 #include "formats/safetensors.h"
+#include "models/single_file_loader.h"
 #include "support/fixtures.h"
 
 namespace sdpal {

@@ -17,10 +17,11 @@
 #include <vector>
 
 #include "compression/compress_model.h"
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 #include "core/error.h"
 #include "formats/compressed_format.h"
 #include "formats/safetensors.h"
+#include "kernels/expand.h"
 #include "pipeline/model_files.h"
 #include "support/cli.h"
 #include "support/fixtures.h"

@@ -15,13 +15,14 @@
 #include <string>
 #include <vector>
 
-#include "compression/bitpack.h"
-#include "compression/compressed_weight.h"
 #include "compression/palettize.h"
 #include "compression/quantize.h"
+#include "core/bitpack.h"
+#include "core/compressed_weight.h"
 #include "core/error.h"
 #include "formats/compressed_format.h"
 #include "formats/safetensors.h"
+#include "kernels/expand.h"
 
 using namespace sdpal;
 namespace fs = std::filesystem;

@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "compression/calibrate.h"
-#include "compression/int8_calibration.h"
 #include "compression/quality.h"
 #include "core/cpu.h"
 #include "core/error.h"
@@ -24,6 +23,7 @@
 #include "kernels/int8_conv2d.h"
 #include "kernels/int8_linear.h"
 #include "kernels/int8_quant.h"
+#include "models/int8_calibration.h"
 #include "models/unet.h"
 #include "pipeline/generate.h"
 #include "support/cli.h"

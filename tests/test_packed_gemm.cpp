@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/conv2d.h"
+#include "kernels/expand.h"
 #include "kernels/gemm.h"
 #include "kernels/packed_gemm.h"
 #include "models/config.h"

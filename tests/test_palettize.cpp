@@ -8,12 +8,13 @@
 #include <cstring>
 #include <random>
 
-#include "compression/bitpack.h"
-#include "compression/compressed_weight.h"
 #include "compression/kmeans1d.h"
 #include "compression/palettize.h"
 #include "compression/quantize.h"
+#include "core/bitpack.h"
+#include "core/compressed_weight.h"
 #include "core/error.h"
+#include "kernels/expand.h"
 
 using namespace sdpal;
 

@@ -10,7 +10,6 @@
 #include <thread>
 #include <vector>
 
-#include "compression/int8_calibration.h"
 #include "models/layers.h"
 #include "models/unet.h"
 #include "pipeline/generate.h"

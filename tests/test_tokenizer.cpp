@@ -9,9 +9,9 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/unicode_text.h"
 #include "pipeline/ftfy_fix.h"
 #include "pipeline/tokenizer.h"
-#include "pipeline/unicode_text.h"
 #include "support/fixtures.h"
 
 using namespace sdpal;

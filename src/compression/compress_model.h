@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 #include "core/tensor.h"
 
 namespace sdpal {

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "compression/int8_calibration.h"
+#include "models/int8_calibration.h"
 #include "pipeline/sd_model.h"
 
 namespace sdpal {

@@ -3,6 +3,8 @@
 // Highway kernel; the rest is scalar (it works on the 64K-entry histogram, not on the elements).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "compression/palettize.cpp"
+#include "compression/palettize.h"
+
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 #include <omp.h>
@@ -12,12 +14,12 @@
 #include <exception>
 #include <string>
 
-#include "compression/bitpack.h"
 #include "compression/kmeans1d.h"
-#include "compression/palettize.h"
+#include "core/bitpack.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "kernels/expand.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace sdpal {

@@ -13,7 +13,7 @@
 // Groups with fewer distinct values than 2^nbits get one entry per value; the LUT width
 // (`entries`) is the largest group's, shorter groups repeat their last entry.
 #pragma once
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 
 namespace sdpal {
 

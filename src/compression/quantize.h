@@ -14,7 +14,7 @@
 // scale/2 (plus fp32 rounding) of its input: expansion is float(q) * scale (symmetric) or
 // (float(q) - float(zero)) * scale (asymmetric), see compressed_weight.h.
 #pragma once
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 
 namespace sdpal {
 

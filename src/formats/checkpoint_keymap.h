@@ -3,20 +3,14 @@
 // cond_stage_model.transformer.* (SD1: CLIP ViT-L, transformers names) or cond_stage_model.model.*
 // (SD2: OpenCLIP ViT-H). The runtime works with diffusers / transformers names, so this module maps
 // names (and the few layout differences) in both directions and infers each component's
-// diffusers config.json from tensor shapes.
-//
-// Typical use (the pipeline builds its models from the stores and configs afterwards):
-//   WeightStore unet("unet"), vae("vae"), te("text_encoder");
-//   nlohmann::json unet_cfg, vae_cfg, te_cfg;
-//   std::string kind;
-//   load_single_file(path, unet, vae, te, &unet_cfg, &vae_cfg, &te_cfg, &kind);
+// diffusers config.json from tensor shapes. Loading the mapped tensors into weight stores is
+// models/single_file_loader.h's load_single_file (built on map_single_file below).
 #pragma once
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "models/weights.h"
 
 namespace sdpal {
 
@@ -30,18 +24,26 @@ inline constexpr const char* kTextEncoderConfigKey = "sdpal.text_encoder_config"
 // zip/pickle signature inside): loading those can execute arbitrary code, so they are refused.
 void refuse_pickle_checkpoint(const std::string& path);
 
-// Maps a single-file checkpoint into three stores with diffusers / transformers tensor names (no
-// copies: renamed views into the mapped file; OpenCLIP's fused in_proj is split into q/k/v views,
-// the VAE's 1x1-conv attention weights are viewed as Linear [C, C]). Fills each non-null config
-// with the component's config.json content (embedded sdpal.* metadata, else inferred from shapes)
-// and `kind` with "sd1" (CLIP text encoder) or "sd2" (OpenCLIP). For SD2 the last OpenCLIP block is
-// not mapped: diffusers' SD2 text encoder ends at the penultimate block (num_hidden_layers = L-1;
-// an embedded text config's num_hidden_layers decides instead, and a ViT-H file with only 23
-// blocks, as converted from diffusers without the unused last one, keeps all 23).
+// How a single-file checkpoint's tensors map onto the three diffusers components.
+struct SingleFileMap {
+  std::string kind;  // "sd1" (CLIP text encoder) or "sd2" (OpenCLIP)
+  // File key -> runtime (diffusers / transformers) name, per component; unmapped keys are absent.
+  std::map<std::string, std::string> unet, vae, text_encoder;
+  // SD2: text-encoder attention prefixes ("text_model.encoder.layers.N.self_attn.") whose fused
+  // OpenCLIP in_proj tensors ([3C, ...]) are mapped to the q_proj names, to be split into q/k/v.
+  std::vector<std::string> fused_qkv;
+};
+
+// Maps a single-file checkpoint's tensor names (from its header: names, shapes, metadata). Fills
+// each non-null config
+// with the component's config.json content (embedded sdpal.* metadata, else inferred from shapes).
+// For SD2 the last OpenCLIP block is not mapped: diffusers' SD2 text encoder ends at the
+// penultimate block (num_hidden_layers = L-1; an embedded text config's num_hidden_layers decides
+// instead, and a ViT-H file with only 23 blocks, as converted from diffusers without the unused
+// last one, keeps all 23).
 // Throws sdpal::Error for pickle files, SDXL or other unsupported layouts, or unmappable keys.
-void load_single_file(const std::string& path, WeightStore& unet, WeightStore& vae,
-                      WeightStore& text_encoder, nlohmann::json* unet_config,
-                      nlohmann::json* vae_config, nlohmann::json* text_config, std::string* kind);
+SingleFileMap map_single_file(const std::string& path, nlohmann::json* unet_config,
+                              nlohmann::json* vae_config, nlohmann::json* text_config);
 
 // Writes the unet, vae and text_encoder of a diffusers model folder as one original-layout
 // checkpoint (tensors keep their file dtype; fp32 weights are preferred over *.fp16 variants).

@@ -1,4 +1,4 @@
-// Loading and writing single-file SD 1.x / 2.x checkpoints (see checkpoint_keymap.h).
+// Mapping and writing single-file SD 1.x / 2.x checkpoints (see checkpoint_keymap.h).
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -295,47 +295,6 @@ void fit_openclip_blocks(Routed& r, const std::optional<json>& text_cfg, const s
   }
 }
 
-// Splits the fused [3C, ...] tensors (registered under the q_proj names) into row views.
-void split_fused_qkv(WeightStore& text, const std::vector<std::string>& prefixes) {
-  for (const std::string& prefix : prefixes) {
-    for (const char* part : {"weight", "bias"}) {
-      const TensorView* fused = text.find(prefix + "q_proj." + part);
-      if (!fused) continue;  // a bias-free projection
-      const TensorView whole = *fused;
-      const size_t third = whole.nbytes / 3;
-      const char* names[3] = {"q_proj.", "k_proj.", "v_proj."};
-      for (int i = 0; i < 3; ++i) {
-        TensorView v = whole;
-        v.name = prefix + names[i] + part;
-        v.shape[0] /= 3;
-        v.data = whole.data + i * third;
-        v.nbytes = third;
-        text.add_view(v.name, v);
-      }
-    }
-  }
-}
-
-// Views the original 1x1-conv VAE attention weights as the Linear [C, C] weights diffusers uses.
-void view_vae_attention_as_linear(WeightStore& vae) {
-  for (const std::string& name : vae.names()) {
-    if (!is_vae_attention_conv_weight(name)) continue;
-    TensorView v = *vae.find(name);
-    if (v.shape.size() != 4) continue;
-    v.shape.resize(2);
-    vae.add_view(name, v);
-  }
-}
-
-std::function<std::optional<std::string>(const std::string&)> renamer(
-    const std::map<std::string, std::string>& m) {
-  return [&m](const std::string& k) -> std::optional<std::string> {
-    auto it = m.find(k);
-    if (it == m.end()) return std::nullopt;
-    return it->second;
-  };
-}
-
 json read_config(const fs::path& p) {
   std::ifstream in(p);
   if (!in) fail("cannot read " + p.string());
@@ -477,9 +436,8 @@ void refuse_pickle_checkpoint(const std::string& path) {
     fail(pickle_message(path, "a legacy torch pickle despite its extension"));
 }
 
-void load_single_file(const std::string& path, WeightStore& unet, WeightStore& vae,
-                      WeightStore& text_encoder, json* unet_config, json* vae_config,
-                      json* text_config, std::string* kind) {
+SingleFileMap map_single_file(const std::string& path, json* unet_config, json* vae_config,
+                              json* text_config) {
   refuse_pickle_checkpoint(path);
   Routed r;
   bool sd2 = false;
@@ -505,12 +463,13 @@ void load_single_file(const std::string& path, WeightStore& unet, WeightStore& v
     }
   }
 
-  unet.add_file(path, renamer(r.rename[kUnet]));
-  vae.add_file(path, renamer(r.rename[kVae]));
-  view_vae_attention_as_linear(vae);
-  text_encoder.add_file(path, renamer(r.rename[kText]));
-  split_fused_qkv(text_encoder, r.fused_qkv);
-  if (kind) *kind = sd2 ? "sd2" : "sd1";
+  SingleFileMap m;
+  m.kind = sd2 ? "sd2" : "sd1";
+  m.unet = std::move(r.rename[kUnet]);
+  m.vae = std::move(r.rename[kVae]);
+  m.text_encoder = std::move(r.rename[kText]);
+  m.fused_qkv = std::move(r.fused_qkv);
+  return m;
 }
 
 void write_single_file(const std::string& model_dir, const std::string& out_path,

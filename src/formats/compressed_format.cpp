@@ -2,6 +2,8 @@
 // largest index against the LUT size) is a Highway kernel; the rest is scalar.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "formats/compressed_format.cpp"
+#include "formats/compressed_format.h"
+
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -10,10 +12,9 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "compression/bitpack.h"
+#include "core/bitpack.h"
 #include "core/dispatch.h"
 #include "core/error.h"
-#include "formats/compressed_format.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace sdpal {

@@ -9,7 +9,7 @@
 #include <variant>
 #include <vector>
 
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 #include "formats/safetensors.h"
 
 namespace sdpal {

@@ -11,7 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "pipeline/unicode_text.h"
+#include "core/unicode_text.h"
 
 namespace sdpal {
 

@@ -6,7 +6,7 @@
 //
 // Exactness: every source goes through the same packing order and the same micro-kernel, and LUT
 // expansion is exact, so a GEMM on a compressed weight equals, bit for bit, the same GEMM on the
-// weight expanded first (compressed_weight.h's expand()). Against oneDNN's sgemm it differs only in
+// weight expanded first (expand.h's expand()). Against oneDNN's sgemm it differs only in
 // the order of the K summation (fp32 rounding).
 //
 // Convolutions run as an implicit GEMM over (ci, ky, kx) on NHWC activations: the K dimension is
@@ -17,7 +17,7 @@
 #pragma once
 #include <cstdint>
 
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 #include "core/tensor.h"
 #include "kernels/conv2d.h"
 

@@ -5,8 +5,9 @@
 #include <cstdint>
 #include <optional>
 
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 #include "kernels/conv2d.h"
+#include "kernels/expand.h"
 #include "kernels/packed_gemm.h"
 
 namespace sdpal::k::packed {

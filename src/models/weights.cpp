@@ -6,6 +6,7 @@
 #include "core/parallel.h"
 #include "core/profile.h"
 #include "formats/compressed_format.h"
+#include "kernels/expand.h"
 
 namespace sdpal {
 

@@ -1,6 +1,6 @@
 // WeightStore: the named tensors of one model component (unet, vae, text_encoder, ...), backed by
 // mmap'd safetensors files. Weights stay in their file dtype, or compressed (palettized / linear
-// 8-bit, see compression/compressed_weight.h); a Param hands out fp32 data on use: F32 tensors
+// 8-bit, see core/compressed_weight.h); a Param hands out fp32 data on use: F32 tensors
 // directly from the mapping, small tensors from a one-time fp32 copy, large F16/BF16 or compressed
 // ones expanded just before use into a scratch buffer that the returned F32Data holds (see
 // core/scratch.h), so resident weight memory stays at the file's size. A store is not changed by
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 #include "core/scratch.h"
 #include "formats/safetensors.h"
 

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <optional>
 
+#include "core/unicode_text.h"
 #include "pipeline/html_entities.h"
-#include "pipeline/unicode_text.h"
 
 namespace sdpal {
 

@@ -8,7 +8,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
-#include "pipeline/unicode_text.h"
+#include "core/unicode_text.h"
 
 namespace sdpal {
 

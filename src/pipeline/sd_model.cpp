@@ -2,11 +2,12 @@
 
 #include <filesystem>
 
-#include "compression/int8_calibration.h"
 #include "core/error.h"
 #include "formats/checkpoint_keymap.h"
 #include "formats/safetensors.h"
 #include "models/config.h"
+#include "models/int8_calibration.h"
+#include "models/single_file_loader.h"
 #include "pipeline/model_files.h"
 
 namespace fs = std::filesystem;
@@ -116,8 +117,9 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
       tok_dir = default_model_path() + "/tokenizer";
       tok_config_dir = m->kind == "sd2" ? shipped_path("tokenizers/sd2") : tok_dir;
       SDPAL_CHECK(!default_model_path().empty() && !tok_config_dir.empty(),
-                  path + ": a single-file checkpoint needs a tokenizer, and the one shipped with "
-                         "sdpal (models/) was not found; pass --tokenizer DIR");
+                  path +
+                      ": a single-file checkpoint needs a tokenizer, and the one shipped with "
+                      "sdpal (models/) was not found; pass --tokenizer DIR");
     } else {
       tok_dir = tok_config_dir = opt.tokenizer_dir;
     }
@@ -151,8 +153,7 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
                   path + ": __metadata__ modelspec.prediction_type is '" + meta->second +
                       "' (expected epsilon or v); pass --prediction-type to choose");
       apply_prediction_type(*m, meta->second);
-    }
-    else if (m->kind == "sd2")
+    } else if (m->kind == "sd2")
       m->scheduler_config["prediction_type"] =
           uses_v_prediction(*m->unet) ? "v_prediction" : "epsilon";
   }

@@ -13,8 +13,8 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/unicode_text.h"
 #include "pipeline/ftfy_fix.h"
-#include "pipeline/unicode_text.h"
 
 namespace sdpal {
 

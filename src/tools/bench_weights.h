@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 #include "models/weights.h"
 
 namespace sdpal {

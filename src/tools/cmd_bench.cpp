@@ -15,7 +15,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "compression/int8_calibration.h"
 #include "compression/quality.h"
 #include "core/atomic_file.h"
 #include "core/cpu.h"
@@ -24,6 +23,7 @@
 #include "kernels/packed_gemm.h"
 #include "models/config.h"
 #include "models/flops.h"
+#include "models/int8_calibration.h"
 #include "models/unet.h"
 #include "pipeline/generate.h"
 #include "pipeline/model_files.h"

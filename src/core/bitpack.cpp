@@ -1,9 +1,9 @@
-#include "compression/bitpack.h"
+#include "core/bitpack.h"
 
 #include <cstring>
 #include <string>
 
-#include "compression/compressed_weight.h"
+#include "core/compressed_weight.h"
 #include "core/error.h"
 #include "core/parallel.h"
 

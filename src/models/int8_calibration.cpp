@@ -1,4 +1,4 @@
-#include "compression/int8_calibration.h"
+#include "models/int8_calibration.h"
 
 #include <algorithm>
 #include <cmath>

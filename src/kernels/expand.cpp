@@ -1,10 +1,12 @@
-// Expansion of compressed weights to fp32 (the definitions in compressed_weight.h). A palette
+// Expansion of compressed weights to fp32 (the definitions in expand.h). A palette
 // group's LUT is converted to fp32 once (exactly) and held in registers; each step of packed
 // indices is widened to 32-bit lanes that select LUT entries with in-register table lookups, so
 // the results equal the scalar lookup bit for bit on every level. Portable Highway kernels here;
 // the AVX-512 level runs the hand-written palette kernel of expand_avx512.cpp (faster there).
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "compression/expand.cpp"
+#define HWY_TARGET_INCLUDE "kernels/expand.cpp"
+#include "kernels/expand.h"
+
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 #include <omp.h>
@@ -13,13 +15,13 @@
 #include <cstring>
 #include <string>
 
-#include "compression/bitpack.h"
-#include "compression/compressed_weight.h"
-#include "compression/expand_avx512.h"
+#include "core/bitpack.h"
+#include "core/compressed_weight.h"
 #include "core/cpu.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "kernels/expand_avx512.h"
 
 // The scalar kernel, compiled once at the baseline (per-target copies would be auto-vectorised
 // into gathers, slower than this loop).
@@ -239,37 +241,6 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace sdpal {
 
-int64_t CompressedView::stored_bytes() const {
-  if (kind == Kind::Palette) return groups * entries * 2 + packed_index_bytes(numel(), nbits);
-  return numel() + rows() * static_cast<int64_t>(sizeof(float)) + (symmetric ? 0 : rows());
-}
-
-CompressedView CompressedView::of(const PalettizedWeight& w) {
-  CompressedView v;
-  v.kind = Kind::Palette;
-  v.shape = w.shape;
-  v.orig_dtype = w.orig_dtype;
-  v.nbits = w.nbits;
-  v.group_size = w.group_size;
-  v.groups = w.groups();
-  v.entries = w.entries;
-  v.lut = w.lut.data();
-  v.indices = w.indices.data();
-  return v;
-}
-
-CompressedView CompressedView::of(const Linear8Weight& w) {
-  CompressedView v;
-  v.kind = Kind::Linear8;
-  v.shape = w.shape;
-  v.orig_dtype = w.orig_dtype;
-  v.symmetric = w.symmetric;
-  v.q = w.q.data();
-  v.scale = w.scale.data();
-  v.zero = w.symmetric ? nullptr : w.zero.data();
-  return v;
-}
-
 HWY_EXPORT(ExpandPaletteRun);
 HWY_EXPORT(ExpandLinear8Run);
 
@@ -327,8 +298,8 @@ void expand_linear8_range(const CompressedView& w, int64_t e0, int64_t e1, float
   const int64_t row_len = w.numel() / w.rows();
   for (int64_t e = e0; e < e1;) {
     const int64_t r = e / row_len, end = std::min(e1, (r + 1) * row_len);
-    SDPAL_DISPATCH(ExpandLinear8Run)(w.q + e, end - e, w.scale[r], w.symmetric ? 0 : w.zero[r],
-                                     w.symmetric, out + (e - e0));
+    SDPAL_DISPATCH(ExpandLinear8Run)
+    (w.q + e, end - e, w.scale[r], w.symmetric ? 0 : w.zero[r], w.symmetric, out + (e - e0));
     e = end;
   }
 }

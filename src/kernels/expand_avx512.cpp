@@ -1,11 +1,11 @@
 // AVX-512 palette expansion: the fp32 LUT sits in one (<= 16 entries) or four (64 entries)
 // registers and each block of 16 packed indices, widened to 32-bit lanes, selects its entries
 // with in-register permutes. Kept beside the portable Highway kernel because it is faster there.
-#include "compression/expand_avx512.h"
+#include "kernels/expand_avx512.h"
 
 #include <cstring>
 
-#include "compression/bitpack.h"
+#include "core/bitpack.h"
 #include "core/target_avx512.h"
 
 SDPAL_AVX512_BEGIN

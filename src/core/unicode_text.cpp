@@ -1,4 +1,4 @@
-#include "pipeline/unicode_text.h"
+#include "core/unicode_text.h"
 
 #include <unicode/locid.h>
 #include <unicode/normalizer2.h>
