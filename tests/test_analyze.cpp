@@ -278,6 +278,16 @@ TEST_F(Analyze, TinySd1CompletesFollowsTheSchemaAndAppliesExactly) {
   EXPECT_LT(*a.linear_8bit, kMaxRecordedPsnr);
   expect_consistent_recipes(a);
   expect_applied_psnr(*m, test::model_dir("tiny-sd1"), path("a.json"), path("applied"));
+  // A --target-bits below every recipe is refused, giving the smallest average to two decimals.
+  try {
+    threshold_for_bits(a, 0.01);
+    ADD_FAILURE() << "a bits target below every recipe was accepted";
+  } catch (const Error& e) {
+    EXPECT_TRUE(std::regex_search(
+        std::string(e.what()),
+        std::regex(R"(below the smallest recipe \([0-9]+\.[0-9]{2} bits per weight, )")))
+        << e.what();
+  }
 
   // The report: chart in both formats and the table.
   const auto r = run_cli({"report", path("a.json"), "--output", path("c.png"), "--output",

@@ -205,7 +205,14 @@ TEST(CompressedRuntime, CompressEvalAndCompareReportPsnr) {
   CliResult c = run_cli({"compare", "--reference", model_dir("demo-fashion"), "--model",
                          out.string(), "--steps", "3", "--seeds", "0"});
   ASSERT_EQ(c.exit_code, 0) << c.err;
-  EXPECT_NE(c.out.find("mean: latents"), std::string::npos) << c.out;
+  EXPECT_TRUE(std::regex_search(
+      c.out, std::regex(R"(\nmean: latents [0-9]+\.[0-9]{2} dB, image [0-9]+\.[0-9]{2} dB\n)")))
+      << c.out;
+  // A model against itself: identical outputs, infinite PSNR.
+  CliResult same = run_cli({"compare", "--reference", model_dir("demo-fashion"), "--model",
+                            model_dir("demo-fashion"), "--steps", "2", "--seeds", "0"});
+  ASSERT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_NE(same.out.find("\nmean: latents inf dB, image inf dB\n"), std::string::npos) << same.out;
   fs::remove_all(out);
 }
 
