@@ -278,6 +278,16 @@ TEST_F(Analyze, TinySd1CompletesFollowsTheSchemaAndAppliesExactly) {
   EXPECT_LT(*a.linear_8bit, kMaxRecordedPsnr);
   expect_consistent_recipes(a);
   expect_applied_psnr(*m, test::model_dir("tiny-sd1"), path("a.json"), path("applied"));
+  // A --target-bits below every recipe is refused, giving the smallest average to two decimals.
+  try {
+    threshold_for_bits(a, 0.01);
+    ADD_FAILURE() << "a bits target below every recipe was accepted";
+  } catch (const Error& e) {
+    EXPECT_TRUE(std::regex_search(
+        std::string(e.what()),
+        std::regex(R"(below the smallest recipe \([0-9]+\.[0-9]{2} bits per weight, )")))
+        << e.what();
+  }
 
   // The report: chart in both formats and the table.
   const auto r = run_cli({"report", path("a.json"), "--output", path("c.png"), "--output",
@@ -506,14 +516,40 @@ TEST_F(Analyze, BadInputIsRefusedAndNothingIsWritten) {
   expect_refused({"report", path("five.json"), "-o", path("c4.png")},
                  "not one of 1, 2, 4, 6, 8, 16", path("c4.png"));
 
-  // Resuming with other settings, or another model.
+  // Resuming with other settings, or another model: refused, naming the file and what differs.
+  auto error_of = [&](const StableDiffusion& model) -> std::string {
+    try {
+      analyze_model(model, o);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
   o.output = path("a.json");
   o.settings.steps = 2;
-  EXPECT_THROW(analyze_model(*m, o), Error);
+  std::string err = error_of(*m);
+  EXPECT_NE(err.find(path("a.json") + " was made with other settings (steps: 2 vs 1)"),
+            std::string::npos)
+      << err;
   o.settings.steps = 1;
+  // tiny-sd1's native size differs from demo-fashion's: that setting is what is reported first.
   auto other = StableDiffusion::load(test::model_dir("tiny-sd1"));
-  EXPECT_THROW(analyze_model(*other, o), Error);
+  err = error_of(*other);
+  EXPECT_NE(err.find(path("a.json") + " was made with other settings (width"), std::string::npos)
+      << err;
   EXPECT_EQ(read_text(path("a.json")), good);
+  // The same settings on another model's weights (a document with another fingerprint).
+  bad = j;
+  bad["model"]["fingerprint"] = "other-weights";
+  write_text(path("fp.json"), bad.dump());
+  o.output = path("fp.json");
+  err = error_of(*m);
+  EXPECT_NE(err.find(path("fp.json") +
+                     " is the analysis of another model (its candidate layers or weight "
+                     "fingerprint other-weights differ from this model's "),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(read_text(path("fp.json")), bad.dump());
 
   // CLI: a bad shard, merge of a non-shard file.
   expect_refused({"analyze", "-m", model, "-o", path("s.json"), "--shard", "3/3"}, "--shard",

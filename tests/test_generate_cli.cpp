@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
+#include "core/tensor.h"
 #include "formats/png.h"
+#include "formats/safetensors.h"
 #include "pipeline/infotext.h"
 #include "support/cli.h"
 #include "support/temp_dir.h"
@@ -87,6 +90,42 @@ TEST_F(GenerateCli, SingleImageInfotextHasNoBatchFields) {
   EXPECT_EQ(info.seed, 3u);
   EXPECT_EQ(info.rng, "CPU");
   EXPECT_EQ(extra(info, "Batch size"), "");
+}
+
+// Noise read from --init-noise / --step-noise is not in the infotext, so the seed does not
+// reproduce such an image: the infotext claims no RNG source ("RNG: CPU" would say the seed
+// does) and records "Noise: from file" instead.
+TEST_F(GenerateCli, NoiseFromFileIsRecordedInsteadOfTheRng) {
+  const std::string model = std::string(SDPAL_SOURCE_DIR) + "/models/demo-fashion";
+  // The demo model's native 32x32 pixels are 8x8 latents.
+  std::vector<float> v(2 * 4 * 8 * 8);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 37) % 23) / 11.f - 1.f;
+  const Tensor noise = Tensor::from({1, 4, 8, 8}, v.data());
+  const Tensor step_noise = Tensor::from({2, 1, 4, 8, 8}, v.data());
+  write_safetensors_f32(path("noise.safetensors"), {{"noise", &noise}});
+  write_safetensors_f32(path("steps.safetensors"), {{"step_noise", &step_noise}});
+  const std::vector<std::vector<std::string>> cases = {
+      {"--init-noise", path("noise.safetensors")},
+      {"--sampler", "euler_a", "--step-noise", path("steps.safetensors")},
+      {"--sampler", "euler_a", "--init-noise", path("noise.safetensors"), "--step-noise",
+       path("steps.safetensors")}};
+  for (const auto& flags : cases) {
+    std::string what;
+    for (const auto& f : flags) what += f + " ";
+    SCOPED_TRACE(what);
+    std::vector<std::string> args = {"generate", "--model", model,      "--prompt",
+                                     "a hat",    "--steps", "2",        "--seed",
+                                     "7",        "--quiet", "--output", path("n.png")};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const auto r = run_cli(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string text = read_png(path("n.png")).text.at("parameters");
+    const GenerationInfo info = parse_a1111_parameters(text);
+    EXPECT_EQ(info.rng, "") << text;
+    EXPECT_EQ(text.find("RNG:"), std::string::npos) << text;
+    EXPECT_EQ(extra(info, "Noise"), "from file") << text;
+    EXPECT_EQ(info.seed, 7u);
+  }
 }
 
 }  // namespace

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compression/analysis.h"
@@ -164,6 +166,59 @@ TEST_F(Int8Analyze, MismatchedFilesAreRefused) {
   // Not an analysis file.
   err = error_of([&] { read_int8_analysis(path("cal.json")); });
   EXPECT_NE(err.find("not an sdpal int8 analysis"), std::string::npos) << err;
+}
+
+// Merging hand-written shard files (no model needed): values both files hold must agree, and
+// files of other settings or of another model's layers are refused, each naming what differs.
+class Int8AnalysisFiles : public sdpal::test::TempDirTest {};
+
+TEST_F(Int8AnalysisFiles, MergeRefusesDisagreementsOtherSettingsAndOtherModels) {
+  Int8Analysis base;
+  base.model_version = "m";
+  base.settings.prompts = {"p"};
+  base.settings.width = base.settings.height = 64;
+  base.settings.calibration = "fnv1a64:0";
+  base.layers = {{"a", 1.0}, {"b", 2.0}, {"c", 3.0}};
+  base.total_gflops = 6;
+  Int8Analysis s0 = base, s1 = base;
+  s0.shard = std::make_pair(0, 2);
+  s0.single_layer = {{"a", {40.0}}, {"c", {41.0}}};
+  s1.shard = std::make_pair(1, 2);
+  s1.single_layer = {{"b", {42.0}}};
+  write_int8_analysis(path("s1.json"), s1);
+  auto merge_with = [&](const Int8Analysis& first) {
+    write_int8_analysis(path("s0.json"), first);
+    return error_of([&] {
+      merge_int8_analyses({path("s0.json"), path("s1.json")}, path("m.json"));
+    });
+  };
+  EXPECT_EQ(merge_with(s0), "(no error)");
+  EXPECT_EQ(read_int8_analysis(path("m.json")).single_layer.size(), 3u);
+  // s0 also holds b, with the same value: merged; with another value: refused.
+  Int8Analysis extra = s0;
+  extra.single_layer["b"] = {42.0};
+  EXPECT_EQ(merge_with(extra), "(no error)");
+  extra.single_layer["b"] = {43.0};
+  std::string err = merge_with(extra);
+  EXPECT_NE(err.find(path("s0.json") + " and " + path("s1.json") + " disagree on single_layer.b"),
+            std::string::npos)
+      << err;
+  // Other settings.
+  Int8Analysis other = s0;
+  other.settings.steps = 3;
+  err = merge_with(other);
+  EXPECT_NE(
+      err.find(path("s1.json") + " was made with other settings or another calibration (steps"),
+      std::string::npos)
+      << err;
+  // Another model: other layer names.
+  other = s0;
+  other.layers[2].first = "d";
+  other.single_layer = {{"a", {40.0}}, {"d", {41.0}}};
+  err = merge_with(other);
+  EXPECT_NE(err.find(path("s1.json") + " is the analysis of another model (its candidate layers"),
+            std::string::npos)
+      << err;
 }
 
 TEST_F(Int8Analyze, Cli) {

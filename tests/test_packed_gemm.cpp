@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <vector>
 
 #include "compression/palettize.h"
 #include "compression/quantize.h"
@@ -38,14 +39,36 @@ Tensor random_tensor(Shape s, float stddev, uint64_t seed) {
   return Tensor::from(std::move(s), v.data());
 }
 
-// Worst |got - want| relative to the largest |want|, and whether shapes agree.
+// Worst |got - want| relative to the largest |want|. A NaN (or an infinity) on either side gives
+// +infinity, as support's max_abs_diff does, so that every bound fails: std::max(worst, NaN)
+// would keep worst. Callers compare shapes before (ASSERT_EQ); here both hold n floats.
 double rel_err(const float* got, const float* want, int64_t n) {
   double worst = 0, mag = 1e-30;
   for (int64_t i = 0; i < n; ++i) {
-    worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
+    const double d = std::fabs(double(got[i]) - want[i]);
+    if (!std::isfinite(d)) return INFINITY;
+    worst = std::max(worst, d);
     mag = std::max(mag, std::fabs(double(want[i])));
   }
   return worst / mag;
+}
+
+// The comparison itself: a NaN or an infinity in the output (or the reference) must fail the
+// bounds the tests use, wherever it sits.
+TEST(PackedGemm, RelErrFailsOnNonFinite) {
+  const std::vector<float> want = {1.f, -2.f, 3.f, 0.5f};
+  std::vector<float> got = want;
+  EXPECT_EQ(rel_err(got.data(), want.data(), 4), 0.0);
+  got[1] += 1e-6f;
+  EXPECT_GT(rel_err(got.data(), want.data(), 4), 0.0);
+  EXPECT_LE(rel_err(got.data(), want.data(), 4), 1e-5);
+  for (int64_t at = 0; at < 4; ++at)
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+      got = want;
+      got[at] = bad;
+      EXPECT_EQ(rel_err(got.data(), want.data(), 4), INFINITY) << at << " " << bad;
+      EXPECT_EQ(rel_err(want.data(), got.data(), 4), INFINITY) << at << " " << bad;
+    }
 }
 
 bool bit_equal(const float* a, const float* b, int64_t n) {
@@ -96,12 +119,14 @@ std::vector<double> reference_gemm(const std::vector<float>& x, const std::vecto
   return y;
 }
 
-// Worst |got - want| over the largest |want|; a NaN anywhere fails it (returns infinity).
+// Worst |got - want| over the largest |want|; a NaN or infinity anywhere fails it (returns
+// infinity), as rel_err.
 double rel_err_ref(const float* got, const std::vector<double>& want) {
   double worst = 0, mag = 1e-30;
   for (size_t i = 0; i < want.size(); ++i) {
-    if (std::isnan(got[i]) || std::isnan(want[i])) return INFINITY;
-    worst = std::max(worst, std::fabs(got[i] - want[i]));
+    const double d = std::fabs(got[i] - want[i]);
+    if (!std::isfinite(d)) return INFINITY;
+    worst = std::max(worst, d);
     mag = std::max(mag, std::fabs(want[i]));
   }
   return worst / mag;

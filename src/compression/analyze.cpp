@@ -179,10 +179,7 @@ void set_cumulative_orders(Analysis& a) {
 // Adds `from`'s results to `into`; values present in both must agree.
 void absorb(Analysis& into, const Analysis& from, const std::string& into_name,
             const std::string& from_name) {
-  auto conflict = [&](const std::string& what) {
-    fail(into_name + " and " + from_name + " disagree on " + what +
-         " (they were not started from the same data, or were made on different models)");
-  };
+  auto conflict = [&](const std::string& what) { fail_disagreement(into_name, from_name, what); };
   merge_agreeing(into.original, from.original, [&] { conflict("baselines.original"); });
   merge_agreeing(into.linear_8bit, from.linear_8bit, [&] { conflict("baselines.linear_8bit"); });
   auto lists = [&](auto& dst, const auto& src, const char* what) {
@@ -231,18 +228,17 @@ void absorb(Analysis& into, const Analysis& from, const std::string& into_name,
 // only add recipes.
 void check_same_analysis(const Analysis& mine, const Analysis& other, const std::string& path,
                          bool recipe_settings_too) {
-  const std::string diff =
-      AnalysisSettings::difference(*mine.settings, *other.settings, recipe_settings_too);
-  if (!diff.empty())
-    fail(path + " was made with other settings (" + diff +
-         "); use the same options to continue it, or another --output");
   bool same_candidates = mine.model.candidates.size() == other.model.candidates.size();
   for (size_t i = 0; same_candidates && i < mine.model.candidates.size(); ++i)
     same_candidates = mine.model.candidates[i].name == other.model.candidates[i].name &&
                       mine.model.candidates[i].elements == other.model.candidates[i].elements;
-  if (!same_candidates || mine.model.fingerprint != other.model.fingerprint)
-    fail(path + " is the analysis of another model (its candidate layers or weight fingerprint " +
-         other.model.fingerprint + " differ from this model's " + mine.model.fingerprint + ")");
+  check_same_document(
+      path, AnalysisSettings::difference(*mine.settings, *other.settings, recipe_settings_too),
+      "other settings",
+      same_candidates && mine.model.fingerprint == other.model.fingerprint
+          ? ""
+          : "its candidate layers or weight fingerprint " + other.model.fingerprint +
+                " differ from this model's " + mine.model.fingerprint);
 }
 
 AnalysisSettings resolve_settings(const StableDiffusion& m, AnalysisSettings s) {
@@ -477,6 +473,21 @@ bool make_recipes(Session& run, Analysis& a) {
 
 }  // namespace
 
+void check_same_document(const std::string& path, const std::string& settings_difference,
+                         const std::string& other_settings, const std::string& model_difference) {
+  if (!settings_difference.empty())
+    fail(path + " was made with " + other_settings + " (" + settings_difference +
+         "); use the same options to continue it, or another --output");
+  if (!model_difference.empty())
+    fail(path + " is the analysis of another model (" + model_difference + ")");
+}
+
+void fail_disagreement(const std::string& into_name, const std::string& from_name,
+                       const std::string& what) {
+  fail(into_name + " and " + from_name + " disagree on " + what +
+       " (they were not started from the same data, or were made on different models)");
+}
+
 const std::vector<std::string>& default_analysis_prompts() {
   static const std::vector<std::string> p = {
       "a photo of an astronaut riding a horse on mars",
@@ -645,8 +656,8 @@ Analysis merge_analyses(const std::vector<std::string>& inputs, const std::strin
     const ShardInfo& s = *parts[i].shard;
     if (i > 0) check_same_analysis(parts[0], parts[i], inputs[i], true);
     if (s.count != first.count)
-      fail("analyze --merge: " + inputs[i] + " is shard " + shard_label(s.index, s.count) + " but " +
-           inputs[0] + " is shard " + shard_label(first.index, first.count) +
+      fail("analyze --merge: " + inputs[i] + " is shard " + shard_label(s.index, s.count) +
+           " but " + inputs[0] + " is shard " + shard_label(first.index, first.count) +
            " (different shard counts)");
     if (s.stage != first.stage)
       fail("analyze --merge: " + inputs[i] + " worked on stage " + stage_name(s.stage) + " but " +

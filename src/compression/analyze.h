@@ -73,6 +73,19 @@ std::vector<double> measure_against(const StableDiffusion& reference, const Stab
 // "i/N": a shard in messages.
 inline std::string shard_label(int i, int n) { return std::to_string(i) + "/" + std::to_string(n); }
 
+// Resuming and merging analyses (the palettization one and the int8 one): the document at
+// `path` must have been made with the same settings and on the same model. Throws naming `path`:
+// `settings_difference` is the first setting that differs (empty: none), `other_settings` how the
+// message calls such a document ("other settings"); `model_difference` says how its model differs
+// (empty: the same model).
+void check_same_document(const std::string& path, const std::string& settings_difference,
+                         const std::string& other_settings, const std::string& model_difference);
+
+// Resuming and merging analyses: documents `into_name` and `from_name` hold different values
+// for `what` (an entry such as "single_layer.<layer>"). Throws.
+[[noreturn]] void fail_disagreement(const std::string& into_name, const std::string& from_name,
+                                    const std::string& what);
+
 // Resuming and merging analyses: adds `from`'s entries to `into`; an entry present in both with
 // another value calls conflict(key) (which throws).
 template <class Map, class Conflict>

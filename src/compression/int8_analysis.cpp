@@ -123,22 +123,21 @@ std::vector<std::string> efficiency_order(const Int8Analysis& a) {
 }
 
 void check_same(const Int8Analysis& mine, const Int8Analysis& other, const std::string& path) {
-  const std::string d = settings_difference(mine.settings, other.settings);
-  if (!d.empty())
-    fail(path + " was made with other settings or another calibration (" + d +
-         "); use the same options to continue it, or another --output");
-  if (mine.layers.size() != other.layers.size() ||
-      !std::equal(mine.layers.begin(), mine.layers.end(), other.layers.begin(),
-                  [](const auto& x, const auto& y) { return x.first == y.first; }))
-    fail(path + " is the analysis of another model (its layers differ)");
+  const bool same_layers =
+      mine.layers.size() == other.layers.size() &&
+      std::equal(mine.layers.begin(), mine.layers.end(), other.layers.begin(),
+                 [](const auto& x, const auto& y) { return x.first == y.first; });
+  check_same_document(path, settings_difference(mine.settings, other.settings),
+                      "other settings or another calibration",
+                      same_layers ? "" : "its candidate layers differ from this model's");
 }
 
-void absorb(Int8Analysis& into, const Int8Analysis& from, const std::string& from_name) {
-  merge_agreeing(into.all_int8, from.all_int8,
-                 [&] { fail(from_name + " disagrees on baselines.all_int8"); });
-  merge_agreeing(into.single_layer, from.single_layer, [&](const std::string& l) {
-    fail(from_name + " disagrees on single_layer." + l);
-  });
+void absorb(Int8Analysis& into, const Int8Analysis& from, const std::string& into_name,
+            const std::string& from_name) {
+  auto conflict = [&](const std::string& what) { fail_disagreement(into_name, from_name, what); };
+  merge_agreeing(into.all_int8, from.all_int8, [&] { conflict("baselines.all_int8"); });
+  merge_agreeing(into.single_layer, from.single_layer,
+                 [&](const std::string& l) { conflict("single_layer." + l); });
   if (from.selection && !into.selection) into.selection = from.selection;
 }
 
@@ -260,8 +259,9 @@ Int8AnalyzeOutcome analyze_int8(const StableDiffusion& m, const Int8AnalyzeOptio
   SDPAL_CHECK(!o.output.empty(), "analyze --int8: --output is required");
   const bool sharded = o.shard_count > 0;
   if (sharded)
-    SDPAL_CHECK(o.shard_index >= 0 && o.shard_index < o.shard_count,
-                "analyze: --shard " + shard_label(o.shard_index, o.shard_count) + " is not a shard");
+    SDPAL_CHECK(
+        o.shard_index >= 0 && o.shard_index < o.shard_count,
+        "analyze: --shard " + shard_label(o.shard_index, o.shard_count) + " is not a shard");
   SDPAL_CHECK(fs::exists(o.calibration), "analyze --int8: no calibration file " + o.calibration +
                                              "; run `sdpal calibrate --model " + m.path +
                                              "` first");
@@ -292,7 +292,7 @@ Int8AnalyzeOutcome analyze_int8(const StableDiffusion& m, const Int8AnalyzeOptio
       fail(o.output + " holds shard " + shard_label(prev.shard->first, prev.shard->second) +
            ", not shard " + shard_label(o.shard_index, o.shard_count) +
            " (each shard needs its own --output)");
-    absorb(a, prev, o.output);
+    absorb(a, prev, "this run", o.output);
   }
   if (sharded)
     a.shard = std::make_pair(o.shard_index, o.shard_count);
@@ -418,9 +418,10 @@ Int8AnalyzeOutcome analyze_int8(const StableDiffusion& m, const Int8AnalyzeOptio
   const std::set<std::string> chosen = prefix(sel.int8_layers);
   for (auto& l : cal.layers) l.int8 = chosen.count(l.name) != 0;
   write_int8_calibration(o.calibration, cal);
-  log("selection for " + fixed(sel.target_psnr) + " dB: " + std::to_string(sel.int8_layers) + " of " +
-      std::to_string(n) + " layers int8 (" + fixed(100 * sel.int8_gflops / sel.total_gflops) +
-      " % of the UNet's Linear/Conv work), " + fixed(sel.psnr) + " dB; written to " + o.calibration);
+  log("selection for " + fixed(sel.target_psnr) + " dB: " + std::to_string(sel.int8_layers) +
+      " of " + std::to_string(n) + " layers int8 (" +
+      fixed(100 * sel.int8_gflops / sel.total_gflops) + " % of the UNet's Linear/Conv work), " +
+      fixed(sel.psnr) + " dB; written to " + o.calibration);
   return finish(true, "");
 }
 
@@ -453,7 +454,7 @@ Int8Analysis merge_int8_analyses(const std::vector<std::string>& inputs,
   for (int k = 0; k < count; ++k)
     if (!by_index.count(k)) fail("analyze --merge: shard " + shard_label(k, count) + " is missing");
   Int8Analysis merged = parts[0];
-  for (size_t i = 1; i < parts.size(); ++i) absorb(merged, parts[i], inputs[i]);
+  for (size_t i = 1; i < parts.size(); ++i) absorb(merged, parts[i], inputs[0], inputs[i]);
   merged.shard.reset();
   write_int8_analysis(output, merged);
   return merged;
@@ -483,8 +484,8 @@ std::string int8_analysis_markdown(const Int8Analysis& a, size_t top) {
   }
   if (a.selection && a.selection->int8_layers >= 0) {
     const Int8Selection& s = *a.selection;
-    r += "selection for " + fixed(s.target_psnr) + " dB: " + std::to_string(s.int8_layers) + " of " +
-         std::to_string(a.layers.size()) + " layers int8, " + fixed(s.psnr) + " dB, " +
+    r += "selection for " + fixed(s.target_psnr) + " dB: " + std::to_string(s.int8_layers) +
+         " of " + std::to_string(a.layers.size()) + " layers int8, " + fixed(s.psnr) + " dB, " +
          fixed(s.int8_gflops) + " of " + fixed(s.total_gflops) + " GFLOP per UNet call int8\n";
   }
   return r;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/format.h"
 
 namespace sdpal {
 
@@ -95,9 +96,8 @@ double threshold_for_bits(const Analysis& a, double bits) {
   // Average bits rise with the threshold: the last one that fits wins.
   for (size_t i = t.size(); i-- > 0;)
     if (recipe_average_bits(a, build_recipe(a, t[i])) <= bits + 1e-9) return t[i];
-  char b[96];
-  std::snprintf(b, sizeof b, "%.2f", recipe_average_bits(a, build_recipe(a, t.front())));
-  fail("--target-bits " + std::to_string(bits) + " is below the smallest recipe (" + b +
+  fail("--target-bits " + std::to_string(bits) + " is below the smallest recipe (" +
+       fixed(recipe_average_bits(a, build_recipe(a, t.front()))) +
        " bits per weight, every layer at the fewest bits analysed)");
 }
 

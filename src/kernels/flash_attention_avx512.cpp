@@ -13,6 +13,8 @@
 SDPAL_AVX512_BEGIN
 #include <immintrin.h>
 
+#include "kernels/transpose16_avx512.h"
+
 namespace sdpal::k::detail {
 
 // The block is computed transposed: scores S^T[key][query] and output O^T[d][query] keep
@@ -25,6 +27,8 @@ constexpr int64_t kLanes = 16;
 constexpr int64_t kQueryBlock = kQVec * kLanes;
 constexpr int64_t kKeyBlock = 128;  // S^T block of 128 x 64 floats stays in L1/L2
 constexpr int kTile = 6;            // keys (scores) or head dims (PV) per micro-tile
+
+using avx512_transpose::transpose16;
 
 // Full-mask form of max: the unmasked intrinsic passes GCC 12 an "undefined" source that
 // -Wuninitialized reports. Like vmaxps, returns b where a is NaN.
@@ -169,43 +173,6 @@ __mmask16 lanes_below(int64_t count) {
   if (count <= 0) return 0;
   if (count >= kLanes) return 0xFFFF;
   return static_cast<__mmask16>((1u << count) - 1);
-}
-
-// 64-bit interleaves of float vectors (full-mask forms, see vmax).
-inline __m512 unpacklo64(__m512 a, __m512 b) {
-  const __m512d x = _mm512_castps_pd(a);
-  return _mm512_castpd_ps(_mm512_mask_unpacklo_pd(x, 0xFF, x, _mm512_castps_pd(b)));
-}
-inline __m512 unpackhi64(__m512 a, __m512 b) {
-  const __m512d x = _mm512_castps_pd(a);
-  return _mm512_castpd_ps(_mm512_mask_unpackhi_pd(x, 0xFF, x, _mm512_castps_pd(b)));
-}
-
-// In-register transpose of a 16 x 16 block (full-mask shuffle forms, see vmax).
-void transpose16(__m512* r) {
-  __m512 t[kLanes];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_mask_unpacklo_ps(r[2 * i], 0xFFFF, r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_mask_unpackhi_ps(r[2 * i], 0xFFFF, r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i] = unpacklo64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 1] = unpackhi64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 2] = unpacklo64(t[4 * i + 1], t[4 * i + 3]);
-    r[4 * i + 3] = unpackhi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  // r[4i + k], 128-bit lane L now holds column 4L + k of rows 4i .. 4i + 3.
-  for (int k = 0; k < 4; ++k) {
-    const __m512 t0 = _mm512_mask_shuffle_f32x4(r[k], 0xFFFF, r[k], r[4 + k], 0x88);
-    const __m512 t1 = _mm512_mask_shuffle_f32x4(r[k], 0xFFFF, r[k], r[4 + k], 0xDD);
-    const __m512 t2 = _mm512_mask_shuffle_f32x4(r[8 + k], 0xFFFF, r[8 + k], r[12 + k], 0x88);
-    const __m512 t3 = _mm512_mask_shuffle_f32x4(r[8 + k], 0xFFFF, r[8 + k], r[12 + k], 0xDD);
-    t[k] = _mm512_mask_shuffle_f32x4(t0, 0xFFFF, t0, t2, 0x88);
-    t[8 + k] = _mm512_mask_shuffle_f32x4(t0, 0xFFFF, t0, t2, 0xDD);
-    t[4 + k] = _mm512_mask_shuffle_f32x4(t1, 0xFFFF, t1, t3, 0x88);
-    t[12 + k] = _mm512_mask_shuffle_f32x4(t1, 0xFFFF, t1, t3, 0xDD);
-  }
-  for (int i = 0; i < kLanes; ++i) r[i] = t[i];
 }
 
 // Lanes of query vector c (queries q0 + 16c ..) that may see key kj under the causal mask.

@@ -13,7 +13,8 @@
 namespace sdpal::k {
 
 // Whether oneDNN's int8 kernels beat its fp32 ones at level l: on x86 at every level (JIT code
-// from SSE4.1 up; SD 1.5's UNet step measured 2.1x to 2.4x faster), not on aarch64, where
+// from SSE4.1 up; an SD 1.5 UNet step measured 2.3x faster at avx512vnni (512², the figure of
+// record), 2.1x at avx2 (256²) and 2.4x at baseline (128²): docs/int8.md), not on aarch64, where
 // oneDNN 2.6 has only reference int8 code.
 bool int8_is_fast(cpu::Level l);
 // For `generate --int8` where !int8_is_fast(l): what happens and what to use instead; "" else.

@@ -10,49 +10,13 @@
 #include "kernels/packed_gemm_common.h"
 
 SDPAL_AVX512_BEGIN
+#include "kernels/transpose16_avx512.h"
+
 namespace sdpal::k::packed::avx512 {
 
 namespace {
 
-// Full-mask forms of the shuffles: the unmasked intrinsics pass GCC 12 an "undefined" source that
-// -Wuninitialized reports; with every lane selected the instruction is the same.
-inline __m512 unpacklo(__m512 a, __m512 b) { return _mm512_mask_unpacklo_ps(a, 0xFFFF, a, b); }
-inline __m512 unpackhi(__m512 a, __m512 b) { return _mm512_mask_unpackhi_ps(a, 0xFFFF, a, b); }
-template <int Imm>
-inline __m512 shuffle(__m512 a, __m512 b) {
-  return _mm512_mask_shuffle_ps(a, 0xFFFF, a, b, Imm);
-}
-template <int Imm>
-inline __m512 shuffle128(__m512 a, __m512 b) {
-  return _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, b, Imm);
-}
-
-// In-register transpose: on entry r[i] is row i of a 16x16 tile, on exit r[j] is its column j.
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = unpacklo(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = unpackhi(r[2 * i], r[2 * i + 1]);
-  }
-  // u[4g + c], 128-bit lane L: column 4L + c of rows 4g..4g+3.
-  __m512 u[16];
-  for (int g = 0; g < 4; ++g) {
-    u[4 * g + 0] = shuffle<0x44>(t[4 * g], t[4 * g + 2]);
-    u[4 * g + 1] = shuffle<0xEE>(t[4 * g], t[4 * g + 2]);
-    u[4 * g + 2] = shuffle<0x44>(t[4 * g + 1], t[4 * g + 3]);
-    u[4 * g + 3] = shuffle<0xEE>(t[4 * g + 1], t[4 * g + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512 v = shuffle128<0x88>(u[c], u[4 + c]);
-    const __m512 w = shuffle128<0xDD>(u[c], u[4 + c]);
-    const __m512 v2 = shuffle128<0x88>(u[8 + c], u[12 + c]);
-    const __m512 w2 = shuffle128<0xDD>(u[8 + c], u[12 + c]);
-    r[c] = shuffle128<0x88>(v, v2);
-    r[8 + c] = shuffle128<0xDD>(v, v2);
-    r[4 + c] = shuffle128<0x88>(w, w2);
-    r[12 + c] = shuffle128<0xDD>(w, w2);
-  }
-}
+using avx512_transpose::transpose16;
 
 inline __mmask16 lanes(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);

@@ -5,6 +5,7 @@
 
 #include "compression/quality.h"
 #include "core/error.h"
+#include "core/format.h"
 #include "tools/command.h"
 #include "tools/options.h"
 
@@ -18,13 +19,6 @@ struct CompareArgs {
   int steps = 10, width = 0, height = 0;
   float cfg = 7.5f;
 };
-
-std::string db(double v) {
-  char b[32];
-  if (std::isinf(v)) return "inf";
-  std::snprintf(b, sizeof b, "%.2f", v);
-  return b;
-}
 
 void run(const CompareArgs& a) {
   apply_threads(a.reference.threads);
@@ -42,10 +36,11 @@ void run(const CompareArgs& a) {
               test->path.c_str(), ref->path.c_str(), o.steps);
   std::printf("%-10s %-10s %6s  %s\n", "latents", "image", "seed", "prompt");
   for (const auto& run : r.runs)
-    std::printf("%-10s %-10s %6llu  %s\n", db(run.psnr_latents).c_str(), db(run.psnr_image).c_str(),
-                static_cast<unsigned long long>(run.seed), run.prompt.c_str());
-  std::printf("mean: latents %s dB, image %s dB\n", db(r.mean_psnr_latents).c_str(),
-              db(r.mean_psnr_image).c_str());
+    std::printf("%-10s %-10s %6llu  %s\n", fixed(run.psnr_latents).c_str(),
+                fixed(run.psnr_image).c_str(), static_cast<unsigned long long>(run.seed),
+                run.prompt.c_str());
+  std::printf("mean: latents %s dB, image %s dB\n", fixed(r.mean_psnr_latents).c_str(),
+              fixed(r.mean_psnr_image).c_str());
 }
 
 const bool registered = register_command(

@@ -180,7 +180,13 @@ void run(const GenerateArgs& a) {
   if (p.init_image) info.denoising_strength = a.strength;
   if (model->int8_layers > 0) info.extra.emplace_back("int8", "W8A8");
   info.token_merging_ratio = a.tome.ratio;
-  info.rng = "CPU";  // torch's CPU generator, reimplemented (docs/rng.md)
+  // The seed reproduces the image only when it drew all the noise (torch's CPU generator,
+  // reimplemented: docs/rng.md). Noise read from --init-noise / --step-noise is not in the
+  // infotext, so it claims no RNG source then and says where the noise came from.
+  if (a.init_noise.empty() && a.step_noise.empty())
+    info.rng = "CPU";
+  else
+    info.extra.emplace_back("Noise", "from file");
   for (int i = 0; i < a.batch; ++i) {
     // A batch is one noise draw of shape [N,4,h,w] from the seed (as diffusers does): image i
     // is reproduced by the seed, the batch size and its position, as A1111 records them.
