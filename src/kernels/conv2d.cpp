@@ -24,8 +24,8 @@ namespace {
 // nothing is duplicated in memory.
 struct ConvPrimitive {
   dnnl::convolution_forward conv;
-  dnnl::reorder weight_reorder;
-  dnnl::memory::desc src, dst, weights_plain, weights_blocked, bias, scratchpad, reorder_scratchpad;
+  WeightReorder weights;
+  dnnl::memory::desc src, dst, bias, scratchpad;
 };
 
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int,
@@ -39,7 +39,6 @@ ConvPrimitive make_primitive(const Conv2dParams& p, int64_t N, int64_t H, int64_
   ConvPrimitive c;
   c.src = dnnl::memory::desc({N, Cin, H, W}, dt::f32, tag::nhwc);
   c.dst = dnnl::memory::desc({N, p.cout, Ho, Wo}, dt::f32, tag::nhwc);
-  c.weights_plain = dnnl::memory::desc({p.cout, Cin, p.kh, p.kw}, dt::f32, tag::oihw);
   auto weights_any = dnnl::memory::desc({p.cout, Cin, p.kh, p.kw}, dt::f32, tag::any);
   c.bias = has_bias ? dnnl::memory::desc({p.cout}, dt::f32, tag::x) : dnnl::memory::desc();
   const dnnl::memory::dims strides{p.stride, p.stride}, pl{p.pad_t, p.pad_l}, pr{p.pad_b, p.pad_r};
@@ -51,13 +50,10 @@ ConvPrimitive make_primitive(const Conv2dParams& p, int64_t N, int64_t H, int64_
                                                     dnnl::algorithm::convolution_direct, c.src,
                                                     weights_any, c.dst, strides, pl, pr);
   dnnl::convolution_forward::primitive_desc pd(desc, user_scratchpad_attr(), eng);
-  c.weights_blocked = pd.weights_desc();
   c.scratchpad = pd.scratchpad_desc();
   c.conv = dnnl::convolution_forward(pd);
-  const dnnl::reorder::primitive_desc rpd(eng, c.weights_plain, eng, c.weights_blocked,
-                                          user_scratchpad_attr());
-  c.reorder_scratchpad = rpd.scratchpad_desc();
-  c.weight_reorder = dnnl::reorder(rpd);
+  c.weights = WeightReorder(dnnl::memory::desc({p.cout, Cin, p.kh, p.kw}, dt::f32, tag::oihw),
+                            pd.weights_desc());
   return c;
 }
 
@@ -100,15 +96,11 @@ Tensor conv2d(const Tensor& x, const float* w, const float* bias, const Conv2dPa
   const ConvPrimitive& c =
       cache.get(key, [&] { return make_primitive(p, N, H, W, Cin, Ho, Wo, bias != nullptr); });
   const dnnl::engine& eng = dnnl_cpu_engine();
-  const ScratchLease blocked(c.weights_blocked.get_size() / sizeof(float));
-  dnnl::memory wplain(c.weights_plain, eng, const_cast<float*>(w));
-  dnnl::memory wblocked(c.weights_blocked, eng, blocked.data());
-  execute(c.weight_reorder, c.reorder_scratchpad,
-          {{DNNL_ARG_FROM, wplain}, {DNNL_ARG_TO, wblocked}});
-  dnnl::memory src(c.src, eng, const_cast<float*>(x.data()));
-  dnnl::memory dst(c.dst, eng, y.data());
+  const ScratchLease blocked(c.weights.blocked_floats());
   std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wblocked}, {DNNL_ARG_DST, dst}};
+      {DNNL_ARG_SRC, dnnl::memory(c.src, eng, const_cast<float*>(x.data()))},
+      {DNNL_ARG_WEIGHTS, c.weights.blocked_weights(w, blocked.data())},
+      {DNNL_ARG_DST, dnnl::memory(c.dst, eng, y.data())}};
   if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(c.bias, eng, const_cast<float*>(bias)));
   execute(c.conv, c.scratchpad, std::move(args));
   return y;

@@ -64,4 +64,19 @@ void reorder(const dnnl::memory& from, const dnnl::memory& to) {
   execute(dnnl::reorder(pd), pd.scratchpad_desc(), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
 }
 
+WeightReorder::WeightReorder(const dnnl::memory::desc& plain_, const dnnl::memory::desc& blocked_)
+    : plain(plain_), blocked(blocked_) {
+  const dnnl::engine& eng = dnnl_cpu_engine();
+  const dnnl::reorder::primitive_desc pd(eng, plain, eng, blocked, user_scratchpad_attr());
+  scratchpad = pd.scratchpad_desc();
+  prim = dnnl::reorder(pd);
+}
+
+dnnl::memory WeightReorder::blocked_weights(const float* w, float* buf) const {
+  const dnnl::engine& eng = dnnl_cpu_engine();
+  dnnl::memory from(plain, eng, const_cast<float*>(w)), to(blocked, eng, buf);
+  execute(prim, scratchpad, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+  return to;
+}
+
 }  // namespace sdpal::k

@@ -22,4 +22,17 @@ void execute(const dnnl::primitive& p, const dnnl::memory::desc& scratchpad,
 // A reorder from one memory to another, run the same way.
 void reorder(const dnnl::memory& from, const dnnl::memory& to);
 
+// An fp32 weight reordered from its plain layout into the one a primitive asks for, on every call
+// (the weights stay as the model file has them; nothing is duplicated in memory).
+struct WeightReorder {
+  dnnl::reorder prim;
+  dnnl::memory::desc plain, blocked, scratchpad;
+  WeightReorder() = default;
+  WeightReorder(const dnnl::memory::desc& plain, const dnnl::memory::desc& blocked);
+  // Floats that blocked_weights() needs in `buf`.
+  size_t blocked_floats() const { return blocked.get_size() / sizeof(float); }
+  // w in the blocked layout, written into buf (at least blocked_floats()).
+  dnnl::memory blocked_weights(const float* w, float* buf) const;
+};
+
 }  // namespace sdpal::k

@@ -34,8 +34,8 @@ namespace {
 // caller's scratch, so weights stay as the model file has them.
 struct MatmulPrimitive {
   dnnl::matmul mm;
-  dnnl::reorder weight_reorder;
-  dnnl::memory::desc src, dst, weights_plain, weights_blocked, bias, scratchpad, reorder_scratchpad;
+  WeightReorder weights;
+  dnnl::memory::desc src, dst, bias, scratchpad;
 };
 
 using MatmulKey = std::tuple<int64_t, int64_t, int64_t, bool>;
@@ -47,19 +47,15 @@ MatmulPrimitive make_matmul_primitive(int64_t M, int64_t K, int64_t N, bool bias
   MatmulPrimitive p;
   p.src = dnnl::memory::desc({M, K}, dt::f32, tag::ab);
   p.dst = dnnl::memory::desc({M, N}, dt::f32, tag::ab);
-  p.weights_plain = dnnl::memory::desc({K, N}, dt::f32, tag::ba);  // W[N, K] row-major = W^T
   p.bias = bias ? dnnl::memory::desc({1, N}, dt::f32, tag::ab) : dnnl::memory::desc();
   const dnnl::memory::desc any({K, N}, dt::f32, tag::any);
   const dnnl::matmul::primitive_desc pd(
       bias ? dnnl::matmul::desc(p.src, any, p.bias, p.dst) : dnnl::matmul::desc(p.src, any, p.dst),
       user_scratchpad_attr(), eng);
-  p.weights_blocked = pd.weights_desc();
   p.scratchpad = pd.scratchpad_desc();
   p.mm = dnnl::matmul(pd);
-  const dnnl::reorder::primitive_desc rpd(eng, p.weights_plain, eng, p.weights_blocked,
-                                          user_scratchpad_attr());
-  p.reorder_scratchpad = rpd.scratchpad_desc();
-  p.weight_reorder = dnnl::reorder(rpd);
+  // W[N, K] row-major is W^T [K, N] in "ba" order.
+  p.weights = WeightReorder(dnnl::memory::desc({K, N}, dt::f32, tag::ba), pd.weights_desc());
   return p;
 }
 
@@ -93,14 +89,10 @@ void linear(const float* x, int64_t M, int64_t K, const float* W, const float* b
   if (!accumulate && M * N * K >= kMatmulMinMacs) {
     const MatmulPrimitive& p = matmul_primitive(M, K, N, b != nullptr);
     const dnnl::engine& eng = dnnl_cpu_engine();
-    const ScratchLease blocked(p.weights_blocked.get_size() / sizeof(float));
-    dnnl::memory wplain(p.weights_plain, eng, const_cast<float*>(W));
-    dnnl::memory wblocked(p.weights_blocked, eng, blocked.data());
-    execute(p.weight_reorder, p.reorder_scratchpad,
-            {{DNNL_ARG_FROM, wplain}, {DNNL_ARG_TO, wblocked}});
+    const ScratchLease blocked(p.weights.blocked_floats());
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, dnnl::memory(p.src, eng, const_cast<float*>(x))},
-        {DNNL_ARG_WEIGHTS, wblocked},
+        {DNNL_ARG_WEIGHTS, p.weights.blocked_weights(W, blocked.data())},
         {DNNL_ARG_DST, dnnl::memory(p.dst, eng, y)}};
     if (b) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, eng, const_cast<float*>(b)));
     execute(p.mm, p.scratchpad, std::move(args));
