@@ -1,6 +1,7 @@
 // Generating with compressed models: weights stay compressed in memory and are expanded on use;
 // measured quality (PSNR against the uncompressed model) behaves as it must.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -32,8 +33,9 @@ struct Variant {
   int64_t group_size;
 };
 
+// One folder per process: ctest runs this binary at several kernel levels at once.
 fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("sdpal-crt-" + name);
+  fs::path d = fs::temp_directory_path() / ("sdpal-crt-" + std::to_string(::getpid()) + "-" + name);
   fs::remove_all(d);
   return d;
 }

@@ -1,5 +1,6 @@
 // End-to-end txt2img golden tests (library API and CLI) on every pipeline case of the fixtures.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -107,26 +108,40 @@ TEST_P(PipelineCli, MatchesDiffusers) {
   const auto& pc = GetParam();
   Case c = load_case(pc.fixture, pc.id);
   const auto& prompts = c.params()["prompts"];
-  const fs::path dir = fs::temp_directory_path() / ("sdpal-cli-" + pc.fixture + pc.id);
+  const fs::path dir =
+      fs::temp_directory_path() / ("sdpal-cli-" + std::to_string(::getpid()) + pc.fixture + pc.id);
   fs::create_directories(dir);
   GenerateParams p = params_of(c);
   // The CLI generates a batch from one prompt, so each prompt runs on its own row of the noise.
   for (size_t b = 0; b < prompts.size(); ++b) {
     Tensor noise = c.in("noise").slice0(b, b + 1);
     write_safetensors_f32((dir / "noise.safetensors").string(), {{"noise", &noise}});
-    std::vector<std::string> args = {"generate",       "-q",
-                                     "--model",        model_dir(pc.fixture),
-                                     "--prompt",       prompts[b].get<std::string>(),
-                                     "--width",        std::to_string(p.width),
-                                     "--height",       std::to_string(p.height),
-                                     "--steps",        std::to_string(p.steps),
-                                     "--cfg-scale",    c.params()["guidance_scale"].dump(),
-                                     "--sampler",      p.sampler,
-                                     "--schedule",     p.karras ? "karras" : "default",
-                                     "--timestep-spacing", p.timestep_spacing,
-                                     "--init-noise",   (dir / "noise.safetensors").string(),
-                                     "--save-latents", (dir / "latents.safetensors").string(),
-                                     "--output",       (dir / "out.png").string()};
+    std::vector<std::string> args = {"generate",
+                                     "-q",
+                                     "--model",
+                                     model_dir(pc.fixture),
+                                     "--prompt",
+                                     prompts[b].get<std::string>(),
+                                     "--width",
+                                     std::to_string(p.width),
+                                     "--height",
+                                     std::to_string(p.height),
+                                     "--steps",
+                                     std::to_string(p.steps),
+                                     "--cfg-scale",
+                                     c.params()["guidance_scale"].dump(),
+                                     "--sampler",
+                                     p.sampler,
+                                     "--schedule",
+                                     p.karras ? "karras" : "default",
+                                     "--timestep-spacing",
+                                     p.timestep_spacing,
+                                     "--init-noise",
+                                     (dir / "noise.safetensors").string(),
+                                     "--save-latents",
+                                     (dir / "latents.safetensors").string(),
+                                     "--output",
+                                     (dir / "out.png").string()};
     if (p.step_noise) {
       // [steps, B, 4, h, w] -> this prompt's [steps, 1, 4, h, w]
       const Tensor& sn = *p.step_noise;

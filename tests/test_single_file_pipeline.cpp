@@ -1,6 +1,7 @@
 // A single-file (original layout) copy of each fixture model, written with the key map, loads
 // through the same entry point as folders and generates the same images.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -21,7 +22,8 @@ class SingleFile : public ::testing::TestWithParam<std::string> {};
 TEST_P(SingleFile, SameOutputsAsFolder) {
   SDPAL_REQUIRE_FIXTURES();
   const std::string fx = GetParam();
-  const fs::path dir = fs::temp_directory_path() / ("sdpal-single-" + fx);
+  const fs::path dir =
+      fs::temp_directory_path() / ("sdpal-single-" + std::to_string(::getpid()) + fx);
   fs::create_directories(dir);
   const std::string file = (dir / "model.safetensors").string();
   write_single_file(model_dir(fx), file);
@@ -31,7 +33,8 @@ TEST_P(SingleFile, SameOutputsAsFolder) {
   auto folder = StableDiffusion::load(model_dir(fx));
   EXPECT_EQ(single->kind, folder->kind);
   EXPECT_EQ(single->tokenizer->pad(), folder->tokenizer->pad());
-  EXPECT_EQ(single->scheduler_config["prediction_type"], folder->scheduler_config["prediction_type"]);
+  EXPECT_EQ(single->scheduler_config["prediction_type"],
+            folder->scheduler_config["prediction_type"]);
 
   // Golden DDIM case through the single file.
   Case c = load_case(fx, "pipeline_ddim");
@@ -61,7 +64,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SingleFile,
 // (SD 2.x) A1111's test of the weights.
 TEST(SingleFilePrediction, MetadataThenOverride) {
   SDPAL_REQUIRE_FIXTURES();
-  const fs::path dir = fs::temp_directory_path() / "sdpal-single-pred";
+  const fs::path dir =
+      fs::temp_directory_path() / ("sdpal-single-pred-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const std::string file = (dir / "model.safetensors").string();
   write_single_file(model_dir("tiny-sd2"), file);
