@@ -59,8 +59,12 @@ TEST_F(BenchCli, ConfigurationsSideBySide) {
     const double db = e.at("psnr_vs_first_db").get<double>();
     if (config == "pal4") pal4 = db;
     if (config == "pal2g4") pal2 = db;
-    if (config == "fp16") EXPECT_GT(db, 60);  // fp16 rounding of the weights only
-    if (config != "fp16") EXPECT_TRUE(std::isfinite(db)) << "lossy weights must change the output";
+    if (config == "fp16") {  // fp16 rounding of the weights only
+      EXPECT_GT(db, 60);
+    }
+    if (config != "fp16") {
+      EXPECT_TRUE(std::isfinite(db)) << "lossy weights must change the output";
+    }
     EXPECT_GT(e.at("weight_bytes").get<int64_t>(), 0);
   }
   EXPECT_GT(pal4, pal2);  // more bits, closer to fp32
@@ -89,9 +93,39 @@ TEST_F(BenchCli, Int8AndTokenMerging) {
     const auto& b = e.at("breakdown");
     EXPECT_EQ(b.contains("conv_int8"), e.at("int8").get<bool>());
     EXPECT_EQ(b.contains("tome"), e.at("tome").get<double>() > 0);
-    if (e.at("int8").get<bool>()) EXPECT_GT(e.at("peak_measured_int8_gops").get<double>(), 0);
-    if (config != "fp32") EXPECT_TRUE(std::isfinite(e.at("psnr_vs_first_db").get<double>()));
+    if (e.at("int8").get<bool>()) {
+      EXPECT_GT(e.at("peak_measured_int8_gops").get<double>(), 0);
+    }
+    if (config != "fp32") {
+      EXPECT_TRUE(std::isfinite(e.at("psnr_vs_first_db").get<double>()));
+    }
   }
+}
+
+// --tome-max-downsample reaches the token merging of every tomeR configuration: merging at all
+// four levels of tiny-sd1 changes the output more than merging at full resolution only.
+TEST_F(BenchCli, TomeMaxDownsampleIsApplied) {
+  SDPAL_REQUIRE_FIXTURES();
+  const std::string model = test::model_dir("tiny-sd1");
+  auto psnr_of_merging = [&](const std::string& max_downsample) {
+    const std::string json = path("tome" + max_downsample + ".json");
+    const auto r = run_cli({"bench", "--model", model, "--sizes", "64", "--steps", "1", "--warmup",
+                            "0", "--configs", "fp32,fp32+tome0.5", "--tome-max-downsample",
+                            max_downsample, "--json", json});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::ifstream f(json);
+    const nlohmann::json j = nlohmann::json::parse(f);
+    const auto& merged = j.at("results").at(1);
+    EXPECT_EQ(merged.at("tome_max_downsample").get<int>(), std::stoi(max_downsample));
+    return merged.at("psnr_vs_first_db").get<double>();
+  };
+  const double level1 = psnr_of_merging("1"), all = psnr_of_merging("8");
+  EXPECT_TRUE(std::isfinite(all));
+  EXPECT_GT(level1, all);  // (+inf when level 1 has nothing to merge: still greater)
+  const auto r = run_cli({"bench", "--model", model, "--sizes", "64", "--steps", "1",
+                          "--tome-max-downsample", "3", "--configs", "fp32+tome0.5"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--tome-max-downsample"), std::string::npos) << r.err;
 }
 
 TEST_F(BenchCli, BadConfigurationsAreRefused) {

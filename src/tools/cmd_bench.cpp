@@ -440,6 +440,7 @@ void run(const Options& o) {
                           {"weight_bytes", weights.weight_bytes()},
                           {"int8", c.int8},
                           {"tome", c.tome},
+                          {"tome_max_downsample", o.tome_max_downsample},
                           {"fused_lut", c.fused_lut},
                           {"width", s.width},
                           {"height", s.height},
@@ -506,6 +507,10 @@ const bool registered = register_command(
        app.add_option("--int8-calibration", o->int8_calibration,
                       "Calibration file for --int8 (default: the model's unet/sdpal_int8.json)");
        app.add_option("--tome", o->tome, "Token merging ratio in self-attention (0 = off)");
+       app.add_option("--tome-max-downsample", o->tome_max_downsample,
+                      "Merge tokens in blocks at most this far below full resolution: 1 (default), "
+                      "2, 4 or 8 (for --tome and every tomeR configuration)")
+           ->check(CLI::IsMember({1, 2, 4, 8}));
        app.add_option("--configs", o->configs,
                       "Time several configurations side by side (overrides --weights/--int8/"
                       "--tome): comma-separated, each '+'-joined, e.g. "
