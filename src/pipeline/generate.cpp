@@ -1,6 +1,7 @@
 #include "pipeline/generate.h"
 
-// Guidance u + g*(c - u) is rounded op by op as torch does it: no fused multiply-adds here.
+// Guidance u + g*(c - u) is rounded op by op as torch does it: no fused multiply-adds here (the
+// build's -ffp-contract=off already says so; this holds when compiled otherwise).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=off")
 #endif

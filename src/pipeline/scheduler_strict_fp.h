@@ -1,7 +1,8 @@
 // Include LAST in the scheduler implementation files. diffusers does its scheduler arithmetic as
-// separate float32 torch ops (and numpy float64 ops), each rounded on its own; the build's GNU
-// dialect would otherwise fuse a*b+c into one FMA and drift from the reference by an ulp per op.
-// From here to the end of the including file no contraction happens, so plain float expressions
+// separate float32 torch ops (and numpy float64 ops), each rounded on its own; a fused a*b+c
+// would drift from the reference by an ulp per op. The build already compiles everything with
+// -ffp-contract=off (CMakeLists.txt); this keeps these files right when compiled otherwise. From
+// here to the end of the including file no contraction happens, so plain float expressions
 // written in diffusers' operation order reproduce its values.
 #pragma once
 #if defined(__clang__)
