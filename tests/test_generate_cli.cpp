@@ -128,5 +128,32 @@ TEST_F(GenerateCli, NoiseFromFileIsRecordedInsteadOfTheRng) {
   }
 }
 
+// A1111 prompt syntax is on by default: emphasis changes the image, the infotext keeps the prompt
+// as written, and --no-prompt-syntax encodes the text as diffusers does (and says so).
+TEST_F(GenerateCli, PromptSyntaxOnByDefaultAndOffOnRequest) {
+  const std::string model = std::string(SDPAL_SOURCE_DIR) + "/models/demo-fashion";
+  const std::string prompt = "a (black:1.6) [bag] <lora:none:0.5>";
+  auto gen = [&](const std::string& p, const std::string& out, bool syntax) {
+    std::vector<std::string> args = {"generate", "--model", model, "--prompt", p, "--steps", "2",
+                                     "--seed", "7", "--output", path(out)};
+    if (!syntax) args.push_back("--no-prompt-syntax");
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r;
+  };
+  const auto weighted = gen(prompt, "w.png", true);
+  EXPECT_NE(weighted.err.find("<lora:none:0.5> was removed"), std::string::npos) << weighted.err;
+  gen("a black bag", "plain.png", true);
+  gen(prompt, "off.png", false);
+  const Image w = read_png(path("w.png")), plain = read_png(path("plain.png"));
+  const Image off = read_png(path("off.png"));
+  EXPECT_NE(w.rgb, plain.rgb);
+  EXPECT_NE(off.rgb, w.rgb);
+  const GenerationInfo info = parse_a1111_parameters(w.text.at("parameters"));
+  EXPECT_EQ(info.prompt, prompt);
+  EXPECT_EQ(extra(info, "Prompt syntax"), "");
+  EXPECT_EQ(extra(parse_a1111_parameters(off.text.at("parameters")), "Prompt syntax"), "off");
+}
+
 }  // namespace
 }  // namespace sdpal

@@ -25,6 +25,9 @@ struct GenerateParams {
   float eta = 0.f;               // DDIM
   uint64_t seed = 0;
   int clip_skip = 1;  // A1111 convention: 1 = last layer, 2 = penultimate
+  // A1111 prompt syntax (pipeline/prompt_encoding.h): emphasis, BREAK, long prompts in 75-token
+  // chunks, extra-network tags removed. false: diffusers' plain encoding, truncated at 77 tokens.
+  bool prompt_syntax = true;
   // Reproduction of a reference run: initial noise [B,4,h,w] (or [4,h,w], repeated) and per-step
   // noise [steps,B,4,h,w] for ancestral samplers; they replace the seeded RNG.
   std::optional<Tensor> init_noise, step_noise;
@@ -45,11 +48,12 @@ struct GenerateResult {
   std::vector<std::string> warnings;  // e.g. prompts cut at 77 tokens
 };
 
-// Prompt embeddings [N, 77, D] of the given texts (warnings receive truncation notes).
 // img2img's start latents before noising: a sample of the VAE posterior, (mean + std * eps)
 // scaled by the VAE's scaling_factor (diffusers: latent_dist.sample() * scaling_factor).
 Tensor init_image_latents(const StableDiffusion& m, const VaeEncoding& e, const Tensor& eps);
 
+// Prompt embeddings [N, 77, D] of the given texts as diffusers encodes them (no prompt syntax;
+// warnings receive truncation notes). generate() uses encode_prompt_batch (prompt_encoding.h).
 Tensor encode_prompts(const StableDiffusion& m, const std::vector<std::string>& texts,
                       int clip_skip, std::vector<std::string>* warnings);
 
@@ -58,8 +62,8 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p);
 // The denoising part of generate() (scheduler, initial latents, UNet loop; no text encoding, no
 // decoding) on precomputed text embeddings, run with `unet`: the model's own or another UNet of
 // the same architecture, e.g. one built on weights with some layers palettized in memory.
-// `context` is what generate() would encode: [2B, 77, D] (unconditional rows first) when
-// p.cfg_scale > 1, else [B, 77, D], with B = p.prompts.size(). Returns the final latents
+// `context` is what generate() would encode: [2B, T, D] (unconditional rows first) when
+// p.cfg_scale > 1, else [B, T, D] (T = 77, or a multiple of it for long prompts), with B = p.prompts.size(). Returns the final latents
 // [B, 4, h, w], bit-identical to generate(m, p).latents when `unet` has m's weights.
 Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
                        const GenerateParams& p, int* unet_calls = nullptr);

@@ -351,6 +351,12 @@ ClipTokenizer ClipTokenizer::load(const std::string& dir, const std::string& con
   return tok;
 }
 
+int ClipTokenizer::vocab_id(const std::string& symbol) const {
+  if (auto it = added_.find(symbol); it != added_.end()) return it->second;
+  if (auto it = vocab_.find(symbol); it != vocab_.end()) return it->second;
+  return -1;
+}
+
 int ClipTokenizer::id_of(const std::string& token) const {
   if (auto it = added_.find(token); it != added_.end()) return it->second;
   if (auto it = vocab_.find(token); it != vocab_.end()) return it->second;

@@ -44,6 +44,8 @@ class ClipTokenizer {
   int pad() const { return pad_id_; }
   int unk() const { return unk_id_; }
   int max_length() const { return max_length_; }  // model_max_length, 77 for CLIP
+  // Id of a vocabulary symbol or added token (e.g. ",</w>"), -1 if there is none.
+  int vocab_id(const std::string& symbol) const;
   // Number of ids in vocab.json plus added tokens (largest id + 1).
   int vocab_size() const { return vocab_size_; }
 

@@ -30,7 +30,7 @@ struct GenerateArgs {
   int64_t seed = -1;
   std::string init_noise, step_noise, save_latents, init_image, taesd, preview,
       resize_mode = "crop";
-  bool quiet = false;
+  bool quiet = false, no_prompt_syntax = false;
   ToMeOptions tome;
 };
 
@@ -125,6 +125,7 @@ void run(const GenerateArgs& a) {
   p.timestep_spacing = a.timestep_spacing;
   p.eta = a.eta;
   p.clip_skip = a.clip_skip;
+  p.prompt_syntax = !a.no_prompt_syntax;
   p.tome = a.tome;
   p.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : (std::random_device{}() & 0xffffffffu);
   if (!a.init_noise.empty()) p.init_noise = read_tensor_file(a.init_noise, "noise", "--init-noise");
@@ -179,6 +180,8 @@ void run(const GenerateArgs& a) {
   info.clip_skip = a.clip_skip;
   if (p.init_image) info.denoising_strength = a.strength;
   if (model->int8_layers > 0) info.extra.emplace_back("int8", "W8A8");
+  // Not an A1111 key (A1111 always parses prompts): says the prompt was encoded as diffusers does.
+  if (a.no_prompt_syntax) info.extra.emplace_back("Prompt syntax", "off");
   info.token_merging_ratio = a.tome.ratio;
   // The seed reproduces the image only when it drew all the noise (torch's CPU generator,
   // reimplemented: docs/rng.md). Noise read from --init-noise / --step-noise is not in the
@@ -242,6 +245,10 @@ const bool registered = register_command(
               "--clip-skip", a->clip_skip,
               "Use the output of the Nth-from-last text encoder layer (1 = last, A1111 style)")
            ->capture_default_str();
+       app.add_flag("--no-prompt-syntax", a->no_prompt_syntax,
+                    "Encode prompts as diffusers does: no (emphasis:1.2), [less], BREAK or "
+                    "<lora:...> syntax, truncated at 77 tokens (default: A1111 syntax, prompts "
+                    "of any length in 75-token chunks; docs/prompts.md)");
        app.add_option("-o,--output", a->output, "Output PNG (a batch adds -1, -2, ...)")
            ->capture_default_str();
        app.add_option("--init-image", a->init_image, "img2img: start from this PNG");

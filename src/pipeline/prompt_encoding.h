@@ -1,0 +1,43 @@
+// Text conditioning of a batch of prompts with A1111's prompt semantics: extra-network tags
+// removed (extra_networks.h), emphasis parsed (prompt_syntax.h), long prompts chunked
+// (prompt_chunks.h), each chunk encoded separately, its hidden states scaled by the token weights
+// with the mean restored (A1111's default "Original" emphasis), and the chunks concatenated along
+// the token axis: a prompt of k chunks gives 77*k context tokens.
+// With syntax off it is diffusers' plain encoding: one 77-token row, longer prompts truncated.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "pipeline/extra_networks.h"
+#include "pipeline/sd_model.h"
+
+namespace sdpal {
+
+struct PromptEncodingOptions {
+  int clip_skip = 1;   // A1111 convention: 1 = last layer, 2 = penultimate
+  bool syntax = true;  // false: diffusers' encoding (no emphasis, truncation at 77 tokens)
+};
+
+struct EncodedPrompts {
+  Tensor hidden;                      // [N, 77*k, D], k = the largest chunk count in the batch
+  std::vector<ExtraNetworkTag> tags;  // extra-network tags found in the texts, in order
+  std::vector<std::string> warnings;  // e.g. truncation with syntax off
+};
+
+// Shorter prompts in the batch are padded by repeating their last hidden vector (A1111's
+// stack_conds); identical texts are encoded once.
+EncodedPrompts encode_prompt_batch(const StableDiffusion& m, const std::vector<std::string>& texts,
+                                   const PromptEncodingOptions& opt);
+
+// [N, T, D] -> [N, tokens, D] by appending the empty prompt's chunk encoding (A1111's padding of
+// the negative prompt to the prompt's chunk count, and vice versa). tokens - T must be a multiple
+// of the chunk size.
+Tensor pad_with_empty_chunks(const StableDiffusion& m, const Tensor& hidden, int64_t tokens,
+                             const PromptEncodingOptions& opt);
+
+// A1111's "Original" emphasis on one chunk's hidden states z [T, D]: z *= weight per token, then
+// z *= mean(z before) / mean(z after). A no-op when every weight is 1.
+void apply_emphasis(float* z, int64_t T, int64_t D, const std::vector<float>& weights);
+
+}  // namespace sdpal
