@@ -49,6 +49,13 @@ ClipTextModel::ClipTextModel(const WeightStore& ws, const ClipTextConfig& cfg)
   final_ln_.load(ws, p + "final_layer_norm", D, cfg.eps);
 }
 
+std::vector<WeightLayer*> ClipTextModel::weight_layers() {
+  std::vector<WeightLayer*> out;
+  for (Layer& L : layers_)
+    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.fc1, &L.fc2}) out.push_back(l);
+  return out;
+}
+
 ClipTextOutput ClipTextModel::forward(const std::vector<std::vector<int>>& ids, int skip) const {
   SDPAL_CHECK(!ids.empty(), "text encoder: no prompts");
   SDPAL_CHECK(skip >= 0 && skip < cfg_.layers,

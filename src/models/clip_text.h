@@ -27,6 +27,8 @@ class ClipTextModel {
   const ClipTextConfig& config() const { return cfg_; }
   // ids: [B][T] token ids. skip_layers = diffusers' clip_skip (0: last layer; 1: penultimate...).
   ClipTextOutput forward(const std::vector<std::vector<int>>& ids, int skip_layers = 0) const;
+  // Every Linear, in forward order (e.g. to attach LoRA branches to a copy of the model).
+  std::vector<WeightLayer*> weight_layers();
 
  private:
   struct Layer {

@@ -8,6 +8,24 @@
 #include "kernels/packed_gemm.h"
 
 namespace sdpal {
+namespace {
+
+// y[M, out] += scale * (t[M, r] * up[out, r]^T) for each branch, t = down(x) computed by `down`.
+template <class Down>
+void add_branches(const LowRankBranches& branches, int64_t M, int64_t out, float* y, Down down) {
+  for (const LowRankBranch& br : branches) {
+    const int64_t r = br.up.shape()[1];
+    SDPAL_CHECK(br.up.shape()[0] == out && br.down.shape()[0] == r,
+                "LoRA branch: up " + shape_str(br.up.shape()) + " and down " +
+                    shape_str(br.down.shape()) + " do not fit a layer with " + std::to_string(out) +
+                    " outputs");
+    const Tensor t = down(br);  // [M, r]
+    const F32Data up = br.up.f32();
+    k::sgemm(false, true, M, out, r, br.scale, t.data(), r, up.get(), r, 1.f, y, out);
+  }
+}
+
+}  // namespace
 
 void Linear::load(const WeightStore& ws, const std::string& path, int64_t in_, int64_t out_,
                   bool bias, bool conv1x1) {
@@ -22,6 +40,21 @@ Tensor Linear::operator()(const Tensor& x) const {
   SDPAL_CHECK(x.dim(-1) == in,
               "linear: input " + shape_str(x.shape()) + " does not end in " + std::to_string(in));
   if (observer) observer->observe(*this, x, 2.0 * x.numel() * out);
+  Tensor y = base(x);
+  if (low_rank) {
+    const int64_t M = x.numel() / in;
+    add_branches(*low_rank, M, out, y.data(), [&](const LowRankBranch& br) {
+      const int64_t r = br.down.shape()[0];
+      SDPAL_CHECK(br.down.numel() == r * in, "LoRA down " + shape_str(br.down.shape()) +
+                                                 " does not take " + std::to_string(in) +
+                                                 " inputs (" + name + ")");
+      return k::linear(x, br.down.f32().get(), nullptr, r);
+    });
+  }
+  return y;
+}
+
+Tensor Linear::base(const Tensor& x) const {
   if (int8_) return (*int8_)(x);
   const F32Data bias = b.f32_or_null();
   if (w.compressed() && fused_lut && k::fused_linear_is_faster())  // expand into the packing
@@ -47,6 +80,26 @@ Tensor Conv2d::operator()(const Tensor& x) const {
                                                    " does not have " + std::to_string(in) +
                                                    " channels");
   if (observer) observer->observe(*this, x, k::conv2d_flops(x.shape(), p));
+  Tensor y = base(x);
+  if (low_rank) {
+    const int64_t M = y.numel() / p.cout;
+    add_branches(*low_rank, M, p.cout, y.data(), [&](const LowRankBranch& br) {
+      const Shape& d = br.down.shape();
+      SDPAL_CHECK(d.size() == 4 && d[1] == in, "LoRA down " + shape_str(d) + " does not take " +
+                                                   std::to_string(in) + " input channels (" + name +
+                                                   ")");
+      k::Conv2dParams q = p;
+      q.cout = d[0];
+      q.kh = d[2];
+      q.kw = d[3];
+      if (q.kh != p.kh || q.kw != p.kw) q.pad_t = q.pad_l = q.pad_b = q.pad_r = int(q.kh / 2);
+      return k::conv2d(x, br.down.f32().get(), nullptr, q);
+    });
+  }
+  return y;
+}
+
+Tensor Conv2d::base(const Tensor& x) const {
   if (int8_) {
     const size_t prepared = int8_->weight_bytes();
     Tensor y = (*int8_)(x);

@@ -23,6 +23,17 @@ inline std::string join(const std::string& prefix, const std::string& name) {
 
 class InputObserver;
 
+// A low-rank branch beside a layer's weight (LoRA, models/lora.h): y += scale * up(down(x)).
+// down: [r, in] (Linear, or a 1x1 conv's [r, in, 1, 1]) or a convolution [r, in, kh, kw] run
+// with the layer's stride and padding; up: [out, r] or [out, r, 1, 1]. The weight itself is
+// untouched, whatever its form (fp16, palettized, linear 8-bit, int8 compute).
+struct LowRankBranch {
+  Param down, up;
+  float scale = 1.f;                  // the LoRA's multiplier x alpha / rank
+  std::shared_ptr<const void> owner;  // keeps the file that down/up point into alive
+};
+using LowRankBranches = std::vector<LowRankBranch>;
+
 // What Linear and Conv2d share: their module path, how they run, and int8 (W8A8) compute on
 // request. The settings belong to the layer (so to one model), never to the process.
 struct WeightLayer {
@@ -34,6 +45,9 @@ struct WeightLayer {
   // Calibration hook: while set, the layer reports its input before computing. Set it around
   // single-threaded model calls only (see ScopedInputObserver).
   InputObserver* observer = nullptr;
+  // LoRA branches added to the output (null: none). Set on a per-generation copy of a model
+  // (UNet/ClipTextModel are cheap to copy: weights are shared), never on a shared one.
+  std::shared_ptr<const LowRankBranches> low_rank;
   virtual ~WeightLayer() = default;
   // From now on, quantise the input with `a` and compute in int8 with the weight quantised per
   // output channel (prepared here, or for convolutions on the first call of an image size).
@@ -79,6 +93,7 @@ struct Linear : WeightLayer {
   bool int8() const override { return int8_ != nullptr; }
 
  private:
+  Tensor base(const Tensor& x) const;  // without the low-rank branches
   std::shared_ptr<const k::Int8Linear> int8_;
 };
 
@@ -94,6 +109,7 @@ struct Conv2d : WeightLayer {
   bool int8() const override { return int8_ != nullptr; }
 
  private:
+  Tensor base(const Tensor& x) const;  // without the low-rank branches
   std::shared_ptr<const k::Int8Conv2d> int8_;
 };
 

@@ -28,8 +28,15 @@ Param::Param(const WeightStore* store, const CompressedView* cview) : store_(sto
   }
 }
 
+Param Param::owned(Tensor t) {
+  Param p;
+  p.owned_ = std::make_shared<const Tensor>(std::move(t));
+  return p;
+}
+
 F32Data Param::f32() const {
   SDPAL_CHECK(valid(), "internal: use of an unloaded parameter");
+  if (owned_) return F32Data(owned_->data());
   if (copy_) return F32Data(copy_->data());
   if (view_ && view_->dtype == DType::F32)
     return F32Data(reinterpret_cast<const float*>(view_->data));

@@ -41,11 +41,15 @@ class Param {
   Param() = default;
   Param(const WeightStore* store, const TensorView* view);
   Param(const WeightStore* store, const CompressedView* cview);
-  bool valid() const { return view_ != nullptr || cview_ != nullptr; }
+  // A weight computed in memory (e.g. a LoRA merged into it), owned by the Param and its copies.
+  static Param owned(Tensor t);
+  bool valid() const { return view_ != nullptr || cview_ != nullptr || owned_ != nullptr; }
   bool compressed() const { return cview_ != nullptr; }
   // The compressed weight itself (null unless compressed()), for kernels that expand on the fly.
   const CompressedView* compressed_view() const { return cview_; }
-  const Shape& shape() const { return cview_ ? cview_->shape : view_->shape; }
+  const Shape& shape() const {
+    return owned_ ? owned_->shape() : cview_ ? cview_->shape : view_->shape;
+  }
   int64_t numel() const { return shape_numel(shape()); }
   // See WeightStore::release_pages (uncompressed tensors from files only).
   void release_pages() const;
@@ -59,6 +63,7 @@ class Param {
   const TensorView* view_ = nullptr;
   const CompressedView* cview_ = nullptr;
   std::shared_ptr<std::vector<float>> copy_;
+  std::shared_ptr<const Tensor> owned_;
 };
 
 class WeightStore {

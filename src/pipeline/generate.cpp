@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "models/taesd.h"
+#include "pipeline/lora_selection.h"
 #include "pipeline/prompt_encoding.h"
 #include "pipeline/rng.h"
 #include "pipeline/scheduler.h"
@@ -202,33 +203,43 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
   const int64_t B = p.prompts.size();
   const bool cfg = p.cfg_scale > 1.f;
 
+  std::vector<std::string> neg(B, p.negative_prompts.empty() ? "" : p.negative_prompts[0]);
+  if (p.negative_prompts.size() == static_cast<size_t>(B)) neg = p.negative_prompts;
+
+  // LoRAs: given ones and those the prompts' tags name, on copies of the UNet and text encoder.
+  res.loras = p.loras;
+  if (p.prompt_syntax) {
+    std::vector<ExtraNetworkTag> tags;
+    for (const auto& t : p.prompts) strip_extra_networks(t, &tags);
+    for (const auto& t : neg) strip_extra_networks(t, &tags);
+    for (const auto& t : tags)
+      if (t.type != "lora")
+        res.warnings.push_back("prompt tag <" + t.type +
+                               ":...> was removed from the text: sdpal "
+                               "does not support this kind of extra network");
+    for (auto& u : loras_from_tags(tags, p.lora_dir)) res.loras.push_back(std::move(u));
+  }
+  const AdaptedModel adapted = adapt_model(m, res.loras, p.lora_merge);
+  res.warnings.insert(res.warnings.end(), adapted.warnings.begin(), adapted.warnings.end());
+  const UNet& unet = adapted.unet ? *adapted.unet : *m.unet;
+
   // Text: [uncond..., cond...] as diffusers concatenates them; with prompt syntax on, the shorter
   // side is padded with empty-prompt chunks to the same number of context tokens.
-  const PromptEncodingOptions eo{p.clip_skip, p.prompt_syntax};
+  PromptEncodingOptions eo{p.clip_skip, p.prompt_syntax};
+  if (adapted.text_encoder) eo.text_encoder = &*adapted.text_encoder;
   EncodedPrompts cond = encode_prompt_batch(m, p.prompts, eo);
   Tensor context = cond.hidden;
-  std::vector<ExtraNetworkTag> tags = cond.tags;
   res.warnings.insert(res.warnings.end(), cond.warnings.begin(), cond.warnings.end());
   if (cfg) {
-    std::vector<std::string> neg(B, p.negative_prompts.empty() ? "" : p.negative_prompts[0]);
-    if (p.negative_prompts.size() == static_cast<size_t>(B)) neg = p.negative_prompts;
     EncodedPrompts uncond = encode_prompt_batch(m, neg, eo);
     res.warnings.insert(res.warnings.end(), uncond.warnings.begin(), uncond.warnings.end());
-    tags.insert(tags.end(), uncond.tags.begin(), uncond.tags.end());
     const int64_t T = std::max(cond.hidden.dim(1), uncond.hidden.dim(1));
     const Tensor c = pad_with_empty_chunks(m, cond.hidden, T, eo);
     const Tensor u = pad_with_empty_chunks(m, uncond.hidden, T, eo);
     context = concat0({&u, &c});
   }
-  for (const auto& t : tags) {
-    std::string shown = "<" + t.type;
-    for (const auto& a : t.args) shown += ":" + a;
-    res.warnings.push_back("prompt tag " + shown +
-                           "> was removed from the text but not applied: sdpal does not load "
-                           "extra networks (LoRA) from prompt tags yet");
-  }
 
-  const Tensor latents = run_denoising(m, *m.unet, context, p, &res.unet_calls);
+  const Tensor latents = run_denoising(m, unet, context, p, &res.unet_calls);
   res.latents = latents;
   if (p.taesd_decoder) {
     res.image01 = p.taesd_decoder->decode(latents);

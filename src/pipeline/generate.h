@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "models/lora.h"
 #include "models/tome.h"
 #include "pipeline/sd_model.h"
 
@@ -28,6 +29,13 @@ struct GenerateParams {
   // A1111 prompt syntax (pipeline/prompt_encoding.h): emphasis, BREAK, long prompts in 75-token
   // chunks, extra-network tags removed. false: diffusers' plain encoding, truncated at 77 tokens.
   bool prompt_syntax = true;
+  // LoRAs for this generation, besides those named by <lora:name:w> tags in the prompts, which
+  // are loaded from lora_dir (pipeline/lora_selection.h). They are attached to copies of the UNet
+  // and text encoder as low-rank branches (the loaded model is not changed), or with lora_merge
+  // merged into the copies' dense weights (faster per step; compressed layers keep branches).
+  std::vector<LoraUse> loras;
+  std::string lora_dir;
+  bool lora_merge = false;
   // Reproduction of a reference run: initial noise [B,4,h,w] (or [4,h,w], repeated) and per-step
   // noise [steps,B,4,h,w] for ancestral samplers; they replace the seeded RNG.
   std::optional<Tensor> init_noise, step_noise;
@@ -46,6 +54,7 @@ struct GenerateResult {
   Tensor image01;  // [B,3,H,W] in [0,1]
   int unet_calls = 0;
   std::vector<std::string> warnings;  // e.g. prompts cut at 77 tokens
+  std::vector<LoraUse> loras;         // every LoRA applied (for the infotext's Lora hashes)
 };
 
 // img2img's start latents before noising: a sample of the VAE posterior, (mean + std * eps)
@@ -63,8 +72,9 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p);
 // decoding) on precomputed text embeddings, run with `unet`: the model's own or another UNet of
 // the same architecture, e.g. one built on weights with some layers palettized in memory.
 // `context` is what generate() would encode: [2B, T, D] (unconditional rows first) when
-// p.cfg_scale > 1, else [B, T, D] (T = 77, or a multiple of it for long prompts), with B = p.prompts.size(). Returns the final latents
-// [B, 4, h, w], bit-identical to generate(m, p).latents when `unet` has m's weights.
+// p.cfg_scale > 1, else [B, T, D] (T = 77, or a multiple of it for long prompts), with B =
+// p.prompts.size(). Returns the final latents [B, 4, h, w], bit-identical to generate(m, p).latents
+// when `unet` has m's weights.
 Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
                        const GenerateParams& p, int* unet_calls = nullptr);
 

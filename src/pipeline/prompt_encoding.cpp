@@ -16,11 +16,15 @@ double mean_of(const float* z, int64_t n) {
   return s / static_cast<double>(n);
 }
 
-Tensor encode_chunks(const StableDiffusion& m, const std::vector<PromptChunk>& chunks,
+const ClipTextModel& encoder(const StableDiffusion& m, const PromptEncodingOptions& opt) {
+  return opt.text_encoder ? *opt.text_encoder : *m.text_encoder;
+}
+
+Tensor encode_chunks(const ClipTextModel& te, const std::vector<PromptChunk>& chunks,
                      int clip_skip) {
   std::vector<std::vector<int>> ids;
   for (const auto& c : chunks) ids.push_back(c.ids);
-  Tensor h = m.text_encoder->forward(ids, clip_skip - 1).hidden;  // [k, 77, D]
+  Tensor h = te.forward(ids, clip_skip - 1).hidden;  // [k, 77, D]
   const int64_t T = h.dim(1), D = h.dim(2);
   for (size_t c = 0; c < chunks.size(); ++c)
     apply_emphasis(h.data() + c * T * D, T, D, chunks[c].multipliers);
@@ -28,22 +32,23 @@ Tensor encode_chunks(const StableDiffusion& m, const std::vector<PromptChunk>& c
 }
 
 // One prompt with A1111 semantics: [1, 77*k, D].
-Tensor encode_with_syntax(const StableDiffusion& m, const std::string& text, int clip_skip,
-                          std::vector<ExtraNetworkTag>* tags) {
+Tensor encode_with_syntax(const StableDiffusion& m, const std::string& text,
+                          const PromptEncodingOptions& opt, std::vector<ExtraNetworkTag>* tags) {
   const std::string plain = strip_extra_networks(text, tags);
-  return encode_chunks(m, chunk_prompt(*m.tokenizer, parse_prompt_attention(plain)), clip_skip);
+  return encode_chunks(encoder(m, opt), chunk_prompt(*m.tokenizer, parse_prompt_attention(plain)),
+                       opt.clip_skip);
 }
 
 // One prompt as diffusers encodes it: [1, 77, D].
-Tensor encode_plain(const StableDiffusion& m, const std::string& text, int clip_skip,
-                    std::vector<std::string>* warnings) {
+Tensor encode_plain(const StableDiffusion& m, const std::string& text,
+                    const PromptEncodingOptions& opt, std::vector<std::string>* warnings) {
   int dropped = 0;
   std::vector<std::vector<int>> ids{m.tokenizer->encode_padded(text, &dropped)};
   if (dropped > 0)
     warnings->push_back("prompt truncated: " + std::to_string(dropped) +
                         " token(s) beyond the text encoder's 77-token limit were dropped "
                         "(prompt syntax is off; with it on, long prompts are chunked)");
-  return m.text_encoder->forward(ids, clip_skip - 1).hidden;
+  return encoder(m, opt).forward(ids, opt.clip_skip - 1).hidden;
 }
 
 }  // namespace
@@ -70,8 +75,8 @@ EncodedPrompts encode_prompt_batch(const StableDiffusion& m, const std::vector<s
   for (const auto& t : texts) {
     auto it = cache.find(t);
     if (it == cache.end()) {
-      Tensor h = opt.syntax ? encode_with_syntax(m, t, opt.clip_skip, &out.tags)
-                            : encode_plain(m, t, opt.clip_skip, &out.warnings);
+      Tensor h = opt.syntax ? encode_with_syntax(m, t, opt, &out.tags)
+                            : encode_plain(m, t, opt, &out.warnings);
       it = cache.emplace(t, std::move(h)).first;
     }
     rows.push_back(&it->second);
@@ -97,7 +102,7 @@ Tensor pad_with_empty_chunks(const StableDiffusion& m, const Tensor& hidden, int
   const int64_t C = static_cast<int64_t>(empty.ids.size());
   SDPAL_CHECK(tokens > T && (tokens - T) % C == 0,
               "cannot pad " + std::to_string(T) + " context tokens to " + std::to_string(tokens));
-  const Tensor e = m.text_encoder->forward({empty.ids}, opt.clip_skip - 1).hidden;  // [1, C, D]
+  const Tensor e = encoder(m, opt).forward({empty.ids}, opt.clip_skip - 1).hidden;  // [1, C, D]
   Tensor out({N, tokens, D});
   for (int64_t b = 0; b < N; ++b) {
     float* dst = out.data() + b * tokens * D;

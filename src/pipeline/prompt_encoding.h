@@ -17,6 +17,8 @@ namespace sdpal {
 struct PromptEncodingOptions {
   int clip_skip = 1;   // A1111 convention: 1 = last layer, 2 = penultimate
   bool syntax = true;  // false: diffusers' encoding (no emphasis, truncation at 77 tokens)
+  // The text encoder to run (e.g. a copy with LoRA branches); null: the model's own.
+  const ClipTextModel* text_encoder = nullptr;
 };
 
 struct EncodedPrompts {
