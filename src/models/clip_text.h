@@ -21,12 +21,20 @@ struct ClipTextOutput {
   Tensor pooled;  // [B, hidden]: hidden at the first EOS (argmax id) position (last layer only)
 };
 
+// Token embeddings replaced by given vectors before the transformer (textual inversion): batch row
+// `row`, positions [pos, pos + count), `count` vectors of `hidden` floats at `data`.
+struct TokenEmbeddingOverride {
+  int64_t row = 0, pos = 0, count = 0;
+  const float* data = nullptr;
+};
+
 class ClipTextModel {
  public:
   ClipTextModel(const WeightStore& ws, const ClipTextConfig& cfg);
   const ClipTextConfig& config() const { return cfg_; }
   // ids: [B][T] token ids. skip_layers = diffusers' clip_skip (0: last layer; 1: penultimate...).
-  ClipTextOutput forward(const std::vector<std::vector<int>>& ids, int skip_layers = 0) const;
+  ClipTextOutput forward(const std::vector<std::vector<int>>& ids, int skip_layers = 0,
+                         const std::vector<TokenEmbeddingOverride>& overrides = {}) const;
   // Every Linear, in forward order (e.g. to attach LoRA branches to a copy of the model).
   std::vector<WeightLayer*> weight_layers();
 

@@ -227,6 +227,11 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
   // side is padded with empty-prompt chunks to the same number of context tokens.
   PromptEncodingOptions eo{p.clip_skip, p.prompt_syntax};
   if (adapted.text_encoder) eo.text_encoder = &*adapted.text_encoder;
+  EmbeddingLibrary embeddings;
+  if (p.prompt_syntax && !p.embeddings_dir.empty()) {
+    embeddings = EmbeddingLibrary::load_dir(p.embeddings_dir, *m.tokenizer);
+    eo.embeddings = &embeddings;
+  }
   EncodedPrompts cond = encode_prompt_batch(m, p.prompts, eo);
   Tensor context = cond.hidden;
   res.warnings.insert(res.warnings.end(), cond.warnings.begin(), cond.warnings.end());

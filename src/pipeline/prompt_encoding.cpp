@@ -23,8 +23,22 @@ const ClipTextModel& encoder(const StableDiffusion& m, const PromptEncodingOptio
 Tensor encode_chunks(const ClipTextModel& te, const std::vector<PromptChunk>& chunks,
                      int clip_skip) {
   std::vector<std::vector<int>> ids;
-  for (const auto& c : chunks) ids.push_back(c.ids);
-  Tensor h = te.forward(ids, clip_skip - 1).hidden;  // [k, 77, D]
+  std::vector<TokenEmbeddingOverride> overrides;
+  const int64_t width = te.config().hidden;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    ids.push_back(chunks[c].ids);
+    for (const EmbeddingPlacement& e : chunks[c].embeddings) {
+      const Tensor& v = e.embedding->vectors;
+      SDPAL_CHECK(v.dim(1) == width, "embedding " + e.embedding->path + " has vectors of width " +
+                                         std::to_string(v.dim(1)) + ", this text encoder's are " +
+                                         std::to_string(width) +
+                                         " wide (an embedding for another architecture?)");
+      const int64_t n =
+          std::min<int64_t>(v.dim(0), static_cast<int64_t>(chunks[c].ids.size()) - 1 - e.pos);
+      overrides.push_back({static_cast<int64_t>(c), e.pos, n, v.data()});
+    }
+  }
+  Tensor h = te.forward(ids, clip_skip - 1, overrides).hidden;  // [k, 77, D]
   const int64_t T = h.dim(1), D = h.dim(2);
   for (size_t c = 0; c < chunks.size(); ++c)
     apply_emphasis(h.data() + c * T * D, T, D, chunks[c].multipliers);
@@ -35,7 +49,10 @@ Tensor encode_chunks(const ClipTextModel& te, const std::vector<PromptChunk>& ch
 Tensor encode_with_syntax(const StableDiffusion& m, const std::string& text,
                           const PromptEncodingOptions& opt, std::vector<ExtraNetworkTag>* tags) {
   const std::string plain = strip_extra_networks(text, tags);
-  return encode_chunks(encoder(m, opt), chunk_prompt(*m.tokenizer, parse_prompt_attention(plain)),
+  ChunkingOptions co;
+  co.embeddings = opt.embeddings;
+  return encode_chunks(encoder(m, opt),
+                       chunk_prompt(*m.tokenizer, parse_prompt_attention(plain), co),
                        opt.clip_skip);
 }
 

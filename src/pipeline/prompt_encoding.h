@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "pipeline/embeddings.h"
 #include "pipeline/extra_networks.h"
 #include "pipeline/sd_model.h"
 
@@ -19,6 +20,8 @@ struct PromptEncodingOptions {
   bool syntax = true;  // false: diffusers' encoding (no emphasis, truncation at 77 tokens)
   // The text encoder to run (e.g. a copy with LoRA branches); null: the model's own.
   const ClipTextModel* text_encoder = nullptr;
+  // Textual-inversion embeddings found by name in the prompts (syntax on only; null: none).
+  const EmbeddingLibrary* embeddings = nullptr;
 };
 
 struct EncodedPrompts {
