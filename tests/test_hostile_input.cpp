@@ -31,8 +31,11 @@
 #include "models/taesd.h"
 #include "models/unet.h"
 #include "pipeline/ftfy_fix.h"
+#include "pipeline/model_files.h"
 #include "pipeline/scheduler.h"
+#include "pipeline/sd_model.h"
 #include "pipeline/tokenizer.h"
+#include "support/fixtures.h"
 #include "support/temp_dir.h"
 #include "tools/analysis_chart.h"
 
@@ -165,6 +168,28 @@ TEST_F(HostileInput, UnetConfigValuesAreBounded) {
       {"c.json", "'n'", "18446744073709551615", "16777216"});
 }
 
+// A config's layer count is allocated only as far as the weights go: 16777216 transformer layers
+// per block (within the config bound) end at the first missing block's weights.
+TEST_F(HostileInput, HugeLayerCountFailsAtTheFirstMissingWeights) {
+  SDPAL_REQUIRE_FIXTURES();
+  const std::string m = path("model");
+  std::filesystem::copy(test::model_dir("tiny-sd1"), m, std::filesystem::copy_options::recursive);
+  json cfg = read_json_file(m + "/unet/config.json");
+  cfg["transformer_layers_per_block"] = 16777216;
+  write_text(m + "/unet/config.json", cfg.dump());
+  expect_error([&] { StableDiffusion::load(m); }, {"transformer_blocks.1.", "missing tensor"});
+}
+
+// Shards named by a .index.json must lie beside it.
+TEST_F(HostileInput, ShardIndexNamesOutsideItsFolder) {
+  std::filesystem::create_directories(path("unet"));
+  write_text(path("unet/diffusion_pytorch_model.safetensors.index.json"),
+             R"({"weight_map": {"w": "../../etc/secret.safetensors"}})");
+  expect_error(
+      [&] { component_files(path("unet"), "diffusion_pytorch_model", "", "UNet"); },
+      {"index.json", "'../../etc/secret.safetensors'", "not a file in the index's folder"});
+}
+
 // Finding: cumulative layer sizes in the analysis report were summed without checks.
 TEST_F(HostileInput, AnalysisSizesAreChecked) {
   Analysis a;
@@ -288,18 +313,29 @@ TEST_F(HostileInput, ChartOfHugeCloseValuesTerminates) {
 
 // ---- misaligned loads -----------------------------------------------------------------------
 
-// Finding: data_offsets that are not a multiple of the element size were read as F16/F64 arrays.
+// Finding: data_offsets that are not a multiple of the element size were read as F16/F64 arrays
+// with misaligned loads (undefined behaviour; UBSan reports them). Such files are valid (other
+// tools pack tensors back to back), so they are read with unaligned-safe loads.
 TEST_F(HostileInput, SafetensorsOffsetsNotAMultipleOfTheElementSize) {
+  const std::vector<double> f64 = {1.5, -2.25};
+  const std::vector<uint16_t> f16 = {0x3c00, 0xc000};
+  const std::vector<int32_t> i32 = {-7, 1 << 30};
+  std::vector<uint8_t> data(1 + 16 + 4 + 8);
+  std::memcpy(data.data() + 1, f64.data(), 16);
+  std::memcpy(data.data() + 17, f16.data(), 4);
+  std::memcpy(data.data() + 21, i32.data(), 8);
   write_raw_safetensors(path("odd.safetensors"),
-                        R"({"w": {"dtype": "F16", "shape": [2], "data_offsets": [1, 5]}})",
-                        std::vector<uint8_t>(8));
-  expect_error([&] { SafetensorsFile f(path("odd.safetensors")); },
-               {path("odd.safetensors"), "'w'", "begin 1", "F16 element size 2"});
-  write_raw_safetensors(path("odd64.safetensors"),
-                        R"({"w": {"dtype": "F64", "shape": [1], "data_offsets": [4, 12]}})",
-                        std::vector<uint8_t>(16));
-  expect_error([&] { SafetensorsFile f(path("odd64.safetensors")); },
-               {"'w'", "begin 4", "F64 element size 8"});
+                        R"({"d": {"dtype": "F64", "shape": [2], "data_offsets": [1, 17]},)"
+                        R"( "h": {"dtype": "F16", "shape": [2], "data_offsets": [17, 21]},)"
+                        R"( "i": {"dtype": "I32", "shape": [2], "data_offsets": [21, 29]}})",
+                        data);
+  SafetensorsFile f(path("odd.safetensors"));
+  const Tensor d = f.to_f32("d"), h = f.to_f32("h"), i = f.to_f32("i");
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_EQ(d[k], static_cast<float>(f64[k]));
+    EXPECT_EQ(h[k], half_to_float(f16[k]));
+    EXPECT_EQ(i[k], static_cast<float>(i32[k]));
+  }
 }
 
 // A header whose length is not a multiple of 8 puts the whole data region at an odd address:
