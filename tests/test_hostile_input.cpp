@@ -30,6 +30,7 @@
 #include "models/config.h"
 #include "models/taesd.h"
 #include "models/unet.h"
+#include "models/vae.h"
 #include "pipeline/ftfy_fix.h"
 #include "pipeline/model_files.h"
 #include "pipeline/scheduler.h"
@@ -160,6 +161,13 @@ TEST_F(HostileInput, UnetConfigValuesAreBounded) {
   cfg["block_out_channels"] = {-8};
   expect_error([&] { UNetConfig::from_json(cfg, "unet/config.json"); },
                {"block_out_channels[0] is -8"});
+  cfg["block_out_channels"] = {32};
+  cfg["sample_size"] = 16777216;  // * the VAE factor would overflow the int image side
+  expect_error([&] { UNetConfig::from_json(cfg, "unet/config.json"); },
+               {"sample_size 16777216 is out of range [1, 8192]"});
+  json vae = {{"block_out_channels", std::vector<int>(40, 8)}};  // factor 1 << 39
+  expect_error([&] { VaeConfig::from_json(vae, "vae/config.json"); },
+               {"vae/config.json", "40 levels", "bound of 8"});
   expect_error([&] { cfg_int(json{{"n", 1e300}}, "n", "c.json"); }, {"c.json", "'n'", "integer"});
   expect_error(
       [&] {
