@@ -1,5 +1,6 @@
 #include "server/generator.h"
 
+#include <charconv>
 #include <ctime>
 #include <filesystem>
 
@@ -52,7 +53,11 @@ Tensor decode(const StableDiffusion& m, const Taesd* taesd, const Tensor& latent
 }
 
 // A float setting as the infotext writes it (0.6, not 0.6000000238418579).
-json number(float v) { return json::parse(a1111_number(v)); }
+json number(float v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return json::parse(std::string(buf, r.ptr));
+}
 
 }  // namespace
 

@@ -39,13 +39,13 @@ std::string printable(const std::string& s) {
 std::string format_log_line(const RequestLogEntry& e, LogFormat format) {
   const double ms = e.ms >= 0 ? std::round(e.ms * 10) / 10 : -1;
   if (format == LogFormat::json) {
-    nlohmann::json j = {{"time", utc_now()},
+    nlohmann::ordered_json j = {{"time", utc_now()},
                         {"method", printable(e.method)},
                         {"path", printable(e.path)},
                         {"status", e.status},
-                        {"ms", ms >= 0 ? nlohmann::json(ms) : nlohmann::json(nullptr)},
-                        {"queue_ms", e.queue_wait_ms >= 0 ? nlohmann::json(e.queue_wait_ms)
-                                                          : nlohmann::json(nullptr)},
+                        {"ms", ms >= 0 ? nlohmann::ordered_json(ms) : nlohmann::ordered_json(nullptr)},
+                        {"queue_ms", e.queue_wait_ms >= 0 ? nlohmann::ordered_json(e.queue_wait_ms)
+                                                          : nlohmann::ordered_json(nullptr)},
                         {"remote", printable(e.remote)}};
     return j.dump();
   }
