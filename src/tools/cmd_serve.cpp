@@ -77,11 +77,14 @@ const bool registered = register_command(
                       "Address to listen on; anything but loopback needs --api-key or --api-auth")
            ->capture_default_str();
        app.add_option("--port", s.port, "TCP port (0: any free port)")->capture_default_str();
+       // From the environment too: a secret on the command line shows in `ps`.
        app.add_option("--api-key", s.api_key,
-                      "Require 'Authorization: Bearer KEY' on every request but /health");
+                      "Require 'Authorization: Bearer KEY' on every request but /health")
+           ->envname("SDPAL_API_KEY");
        app.add_option("--api-auth", s.api_auth,
                       "Require HTTP Basic auth USER:PASS on every request but /health (A1111's "
-                      "--api-auth)");
+                      "--api-auth)")
+           ->envname("SDPAL_API_AUTH");
        app.add_option("--queue-size", s.queue_size,
                       "Generations that may wait while one runs; more get 503 with Retry-After")
            ->capture_default_str();
