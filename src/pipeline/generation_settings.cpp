@@ -1,0 +1,88 @@
+#include "pipeline/generation_settings.h"
+
+#include <random>
+
+#include "core/error.h"
+
+namespace sdpal {
+
+const std::vector<SamplerName>& sampler_names() {
+  static const std::vector<SamplerName> names = {{"euler_a", "Euler a"},
+                                                 {"euler", "Euler"},
+                                                 {"ddim", "DDIM"},
+                                                 {"dpmpp_2m", "DPM++ 2M"},
+                                                 {"dpmpp_2m_sde", "DPM++ 2M SDE"},
+                                                 {"pndm", "PLMS"}};
+  return names;
+}
+
+std::string sampler_display(const std::string& id) {
+  for (const SamplerName& s : sampler_names())
+    if (s.id == id) return s.display;
+  return id;
+}
+
+uint64_t resolve_seed(int64_t seed) {
+  return seed >= 0 ? static_cast<uint64_t>(seed) : (std::random_device{}() & 0xffffffffu);
+}
+
+GenerateParams make_generate_params(const GenerationSettings& s, const StableDiffusion& m,
+                                    uint64_t seed) {
+  SDPAL_CHECK(s.batch >= 1, "batch size must be at least 1, got " + std::to_string(s.batch));
+  GenerateParams p;
+  p.prompts.assign(s.batch, s.prompt);
+  if (!s.negative_prompt.empty()) p.negative_prompts = {s.negative_prompt};
+  const int side = default_image_size(m);
+  p.width = s.width > 0 ? s.width : side;
+  p.height = s.height > 0 ? s.height : side;
+  p.steps = s.steps;
+  p.cfg_scale = s.cfg;
+  p.sampler = s.sampler;
+  p.karras = s.karras;
+  p.timestep_spacing = s.timestep_spacing;
+  p.eta = s.eta;
+  p.clip_skip = s.clip_skip;
+  p.tome = s.tome;
+  p.seed = seed;
+  p.strength = s.strength;
+  return p;
+}
+
+GenerationInfo make_generation_info(const GenerationSettings& s, const GenerateParams& p,
+                                    const StableDiffusion& m, const std::string& version,
+                                    bool img2img, bool noise_from_file) {
+  GenerationInfo info;
+  info.prompt = s.prompt;
+  info.negative_prompt = s.negative_prompt;
+  info.steps = s.steps;
+  info.sampler = sampler_display(s.sampler);
+  info.schedule_type = s.karras ? "Karras" : "Automatic";
+  info.cfg_scale = s.cfg;
+  info.seed = p.seed;
+  info.width = p.width;
+  info.height = p.height;
+  info.model = m.name;
+  info.version = version;
+  info.clip_skip = s.clip_skip;
+  if (img2img) info.denoising_strength = s.strength;
+  if (m.int8_layers > 0) info.extra.emplace_back("int8", "W8A8");
+  info.token_merging_ratio = s.tome.ratio;
+  // The seed reproduces the image only when it drew all the noise (torch's CPU generator,
+  // reimplemented: docs/rng.md). Noise read from files is not in the infotext, so it claims no
+  // RNG source then and says where the noise came from.
+  if (noise_from_file)
+    info.extra.emplace_back("Noise", "from file");
+  else
+    info.rng = "CPU";
+  return info;
+}
+
+std::string image_infotext(const GenerationInfo& info, int batch, int index) {
+  if (batch <= 1) return a1111_parameters(info);
+  GenerationInfo mine = info;
+  mine.extra.emplace_back("Batch size", std::to_string(batch));
+  mine.extra.emplace_back("Batch pos", std::to_string(index));
+  return a1111_parameters(mine);
+}
+
+}  // namespace sdpal
