@@ -313,9 +313,16 @@
     });
     const w = info.width ?? request.width;
     const h = info.height ?? request.height;
-    card.querySelector('.card-meta').textContent =
+    const meta = card.querySelector('.card-meta');
+    meta.textContent =
       [`seed ${seed}`, w && h ? `${w}×${h}` : null, info.sampler_name || request.sampler_name,
        `${info.steps ?? request.steps ?? '?'} steps`].filter((s) => s).join(' · ');
+    if (info.interrupted) {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = 'interrupted';
+      meta.append(badge);
+    }
     card.querySelector('.infotext').textContent = infotext;
     const link = card.querySelector('.download');
     link.href = url;
