@@ -26,12 +26,20 @@ const sdpalBin = resolve(root, option('sdpal', 'build/sdpal'));
 const screenshot = resolve(root, option('screenshot', 'build/browser-test/screenshot.png'));
 const phoneScreenshot = screenshot.replace(/(\.png)?$/, '-phone.png');
 const chromiumPath = option('chromium', '/usr/bin/chromium');
+// TAESD gives the live preview (progress.current_image); the fixture's weights are used when
+// present (they decode SD's latent space, not the demo model's: the preview is only checked to
+// show, not for what it shows).
+const taesdFixture = resolve(root, '../shared/fixtures/taesd/weights/taesd');
+const taesd = option('taesd', existsSync(`${taesdFixture}_decoder.safetensors`) ? taesdFixture : '');
 
 const PROMPT = 'a photo of a sneaker';
 // Enough steps that a generation on the demo model (32x32) outlasts several progress polls.
-const STEPS = 40;
-// The server's most (--max-steps): the interrupted generation would run far longer than the test.
+const STEPS = 100;
+// The interrupted generation would run far longer than the test: the server's most steps
+// (--max-steps)
+// at 256x256 (64 times the pixels of the demo model's 32x32).
 const INTERRUPT_STEPS = 150;
+const INTERRUPT_SIZE = 256;
 
 let failures = 0;
 function check(ok, what, detail = '') {
@@ -43,7 +51,9 @@ function check(ok, what, detail = '') {
 // Starts the server on port 0 and reads the port it bound from its first line on stderr.
 function startServer() {
   return new Promise((resolvePromise, reject) => {
-    const proc = spawn(sdpalBin, ['serve', '--host', '127.0.0.1', '--port', '0'],
+    const args = ['serve', '--host', '127.0.0.1', '--port', '0'];
+    if (taesd) args.push('--taesd', taesd);
+    const proc = spawn(sdpalBin, args,
                        { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     const timer = setTimeout(() => {
@@ -84,7 +94,8 @@ function stopServer(server) {
 async function recordProgress(page) {
   await page.evaluate(() => {
     const bar = document.getElementById('progress');
-    window.__progress = { maxStep: 0, maxValue: 0, steps: 0, states: [], rateText: '' };
+    window.__progress = { maxStep: 0, maxValue: 0, steps: 0, states: [], rateText: '',
+                          preview: false };
     const note = () => {
       const r = window.__progress;
       const state = bar.dataset.state;
@@ -95,6 +106,10 @@ async function recordProgress(page) {
         r.steps = Number(bar.dataset.steps) || r.steps;
         const text = document.getElementById('status').textContent;
         if (/\d it\/s|\d s\/it/.test(text)) r.rateText = text;
+        const preview = document.getElementById('preview');
+        if (!document.getElementById('preview-box').hidden && preview.src.startsWith('data:image/png')) {
+          r.preview = true;
+        }
       }
     };
     if (window.__progressObserver) window.__progressObserver.disconnect();
@@ -184,6 +199,8 @@ async function main() {
     const bar = await page.$eval('#progress', (b) => [b.dataset.state, b.getAttribute('aria-valuenow')]);
     check(bar[0] === 'done' && bar[1] === '100', 'the bar ends full, state done', `${bar} "${status}"`);
     check(progress.rateText !== '', 'the speed (it/s) shows while running', progress.rateText);
+    if (taesd) check(progress.preview, 'the live preview shows while running', `TAESD ${taesd}`);
+    else console.log('skip the live preview: no TAESD (../shared/fixtures/taesd absent, no --taesd)');
 
     const img = await page.$eval('#gallery .card img.card-image', (i) => [i.naturalWidth, i.naturalHeight, i.src.slice(0, 22)]);
     check(img[0] === 32 && img[1] === 32 && img[2] === 'data:image/png;base64,',
@@ -204,10 +221,14 @@ async function main() {
 
     // Interrupt: a long generation stops early and still gives its image.
     await setField(page, 'steps', INTERRUPT_STEPS);
+    await setField(page, 'width', INTERRUPT_SIZE);
+    await setField(page, 'height', INTERRUPT_SIZE);
     await recordProgress(page);
     await page.click('#generate');
     await page.waitForFunction(() => window.__progress.maxStep >= 1);
-    await page.click('#interrupt');
+    await page.click('#interrupt', { timeout: 10000 }).catch((e) => {
+      check(false, 'Interrupt is clickable while the generation runs', e.message.split('\n')[0]);
+    });
     await page.waitForFunction(() => ['done', 'interrupted'].includes(document.getElementById('progress').dataset.state) &&
                                document.querySelectorAll('#gallery .card').length === 2);
     const after = await page.$eval('#progress', (b) => b.dataset.state);
@@ -215,6 +236,8 @@ async function main() {
     const badge = await page.$eval('#gallery .card .card-meta', (m) => m.textContent);
     check(after === 'interrupted' && badge.includes('interrupted'), 'Interrupt stops the generation',
           `state ${after}, largest step seen ${interruptedSteps}/${INTERRUPT_STEPS}; "${badge}"`);
+    await setField(page, 'width', '');
+    await setField(page, 'height', '');
 
 
     // A phone-sized screen: one column, nothing wider than the screen.

@@ -178,7 +178,14 @@
       const steps = Number(s.sampling_steps) || 0;
       const jobCount = Number(s.job_count) || 0;
       if (jobCount === 0 && steps === 0) {
-        setProgress(0, 'queued', 'Waiting in the queue…');
+        // Before our job starts it waits in the queue; after its last step the server is
+        // decoding and sending the image.
+        if (this.rate) setProgress(1, 'running', 'Decoding the image…');
+        else setProgress(0, 'queued', 'Waiting in the queue…');
+        return;
+      }
+      if (steps === 0) {
+        setProgress(0, 'queued', 'Starting…');
         return;
       }
       $('progress').dataset.step = String(step);
