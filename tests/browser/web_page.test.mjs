@@ -33,8 +33,9 @@ const taesdFixture = resolve(root, '../shared/fixtures/taesd/weights/taesd');
 const taesd = option('taesd', existsSync(`${taesdFixture}_decoder.safetensors`) ? taesdFixture : '');
 
 const PROMPT = 'a photo of a sneaker';
-// Enough steps that a generation on the demo model (32x32) outlasts several progress polls.
-const STEPS = 100;
+// Enough steps that a generation on the demo model (32x32) outlasts several progress polls
+// (the server's most, --max-steps: about 1.5 s on an idle 2-core machine).
+const STEPS = 150;
 // The interrupted generation would run far longer than the test: the server's most steps
 // (--max-steps)
 // at 256x256 (64 times the pixels of the demo model's 32x32).

@@ -196,16 +196,20 @@
         this.rate = { job, step, time: now };
       }
       const elapsed = (now - this.rate.time) / 1000;
-      const itPerSec = elapsed > 0 && step > this.rate.step ? (step - this.rate.step) / elapsed : null;
+      const fraction = Number(p.progress) > 0 ? Number(p.progress) : (steps ? step / steps : 0);
+      const eta = Number(p.eta_relative);
+      let itPerSec = elapsed > 0 && step > this.rate.step ? (step - this.rate.step) / elapsed : null;
+      if (itPerSec === null && step > 0 && fraction > 0 && fraction < 1 && eta > 0) {
+        // One sample so far: the server's eta is elapsed / progress - elapsed, so the steps left
+        // over the time left give the speed (taking the job as one batch, as this page sends).
+        itPerSec = (steps * (1 - fraction)) / eta;
+      }
       let text = `Step ${step}/${steps}`;
       if (jobCount > 1) text += ` · image ${Math.min((Number(s.job_no) || 0) + 1, jobCount)}/${jobCount}`;
       if (itPerSec !== null) {
         text += itPerSec >= 1 ? ` · ${itPerSec.toFixed(2)} it/s` : ` · ${(1 / itPerSec).toFixed(2)} s/it`;
       }
-      const eta = Number(p.eta_relative);
       if (Number.isFinite(eta) && eta > 0) text += ` · ${formatSeconds(eta)} left`;
-      const fraction = Number.isFinite(Number(p.progress)) && Number(p.progress) > 0
-        ? Number(p.progress) : (steps ? step / steps : 0);
       setProgress(fraction, 'running', text);
       if (p.current_image) {
         $('preview').src = asDataUrl(p.current_image);
