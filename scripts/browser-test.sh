@@ -14,11 +14,13 @@ apt_install() {
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "$@"
+  $SUDO apt-get install -y -qq "$@"
 }
 
 missing=()
+# chromium, and a font for the page's text in the screenshots.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
