@@ -10,7 +10,7 @@
 //                                        [--chromium /usr/bin/chromium]
 // Exit status 0: passed; 1: a check failed; 2: the test could not run (no chromium, no binary).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, existsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +31,8 @@ const chromiumPath = option('chromium', '/usr/bin/chromium');
 // show, not for what it shows).
 const taesdFixture = resolve(root, '../shared/fixtures/taesd/weights/taesd');
 const taesd = option('taesd', existsSync(`${taesdFixture}_decoder.safetensors`) ? taesdFixture : '');
+// A second model for the model picker: the tiny-sd1 fixture, in a models folder of its own.
+const secondModel = resolve(root, '../shared/fixtures/tiny-sd1/model');
 
 const PROMPT = 'a photo of a sneaker';
 // Enough steps that a generation on the demo model (32x32) outlasts several progress polls
@@ -171,7 +173,11 @@ async function main() {
     }
   }
   mkdirSync(dirname(screenshot), { recursive: true });
-  const server = await startServer();
+  const modelsDir = mkdtempSync(join(tmpdir(), 'sdpal-models-'));
+  const haveSecondModel = existsSync(join(secondModel, 'model_index.json'));
+  if (haveSecondModel) symlinkSync(secondModel, join(modelsDir, 'tiny-sd1'));
+  const server = await startServer(['--model', join(root, 'models/demo-fashion'),
+                                    '--models-dir', modelsDir]);
   console.log(`server: ${server.url}`);
   const userDataDir = mkdtempSync(join(tmpdir(), 'sdpal-chromium-'));
   let context;
@@ -280,6 +286,30 @@ async function main() {
     await setField(page, 'height', '');
 
 
+    // The model picker: switching posts sd_model_checkpoint, the next image names the model.
+    if (haveSecondModel) {
+      const models = await page.$$eval('#model option', (o) => o.map((x) => x.value));
+      check(models.length === 2 && models.includes('tiny-sd1'), 'the model picker lists the models',
+            models.join(', '));
+      await page.selectOption('#model', 'tiny-sd1');
+      await page.waitForFunction(() => /^Model: tiny-sd1/.test(document.getElementById('status').textContent) ||
+                                 !document.getElementById('error').hidden);
+      check(await page.isHidden('#error'), 'switching the model works', await page.textContent('#status'));
+      const options = await page.evaluate(async () => (await fetch('/sdapi/v1/options')).json());
+      check(options.sd_model_checkpoint === 'tiny-sd1', 'the server has switched',
+            String(options.sd_model_checkpoint));
+      await setField(page, 'steps', 4);
+      const cards = await page.$$eval('#gallery .card', (c) => c.length);
+      await page.click('#generate');
+      await page.waitForFunction((n) => document.querySelectorAll('#gallery .card').length > n, cards);
+      const info = await page.textContent('#gallery .card .infotext');
+      check(info.includes('Model: tiny-sd1'), 'the next image comes from the chosen model', JSON.stringify(info));
+      await page.selectOption('#model', model);
+      await page.waitForFunction((m) => document.getElementById('status').textContent === `Model: ${m}.`, model);
+    } else {
+      console.log(`skip the model switch: no second model (${secondModel} absent)`);
+    }
+
     // A phone-sized screen: one column, nothing wider than the screen.
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForTimeout(200);
@@ -300,6 +330,7 @@ async function main() {
   } finally {
     if (context) await context.close();
     rmSync(userDataDir, { recursive: true, force: true });
+    rmSync(modelsDir, { recursive: true, force: true });
     const exit = await stopServer(server);
     check(exit === 0, 'the server stops cleanly on SIGTERM', String(exit));
   }
