@@ -146,7 +146,8 @@
   }
 
   // Polls /sdapi/v1/progress while a generation runs: step count, speed (measured here from the
-  // steps seen over time: A1111's API has no it/s field) and the live preview.
+  // steps seen over time: A1111's API has no it/s field) and the live preview. The API reports
+  // the job the server is running, which is another client's while this page's job waits.
   class ProgressPoller {
     constructor() {
       this.running = false;
@@ -205,7 +206,6 @@
         itPerSec = (steps * (1 - fraction)) / eta;
       }
       let text = `Step ${step}/${steps}`;
-      if (jobCount > 1) text += ` · image ${Math.min((Number(s.job_no) || 0) + 1, jobCount)}/${jobCount}`;
       if (itPerSec !== null) {
         text += itPerSec >= 1 ? ` · ${itPerSec.toFixed(2)} it/s` : ` · ${(1 / itPerSec).toFixed(2)} s/it`;
       }
