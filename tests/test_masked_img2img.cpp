@@ -81,18 +81,15 @@ TEST(MaskedImg2Img, WhiteMaskIsPlainImg2ImgAndBlackMaskKeepsTheImageLatents) {
   for (int y = 0; y < 32; ++y)
     for (int x = 0; x < 16; ++x) (*half.mask)[y * 32 + x] = 1.f;
   const GenerateResult h = generate(*m, half);
+  // The demo model's latents are [1, 4, 8, 8] (4 pixels a cell): columns 0-3 repaint, 4-7 keep.
+  ASSERT_EQ(h.latents.shape(), (Shape{1, 4, 8, 8}));
   double left = 0, right = 0;
   for (int c = 0; c < 4; ++c)
-    for (int y = 0; y < 4; ++y)
-      for (int x = 0; x < 2; ++x) {
-        const int64_t i = (c * 4 + y) * 4 + x;
-        left = std::max(left, double(std::abs(h.latents[i] - x0[i])));
-      }
-  for (int c = 0; c < 4; ++c)
-    for (int y = 0; y < 4; ++y)
-      for (int x = 2; x < 4; ++x) {
-        const int64_t i = (c * 4 + y) * 4 + x;
-        right = std::max(right, double(std::abs(h.latents[i] - x0[i])));
+    for (int y = 0; y < 8; ++y)
+      for (int x = 0; x < 8; ++x) {
+        const int64_t i = (c * 8 + y) * 8 + x;
+        double& side = x < 4 ? left : right;
+        side = std::max(side, double(std::abs(h.latents[i] - x0[i])));
       }
   EXPECT_EQ(right, 0.0) << "kept cells must hold the init image's latents";
   EXPECT_GT(left, 1e-3) << "repainted cells must change";

@@ -212,15 +212,16 @@ TEST(ServerBadRequests, EachGetsItsStatusAndTheServerKeepsServing) {
 TEST(ServerBadRequests, A4GBBodyIsRefusedBeforeItIsRead) {
   SDPAL_REQUIRE_FIXTURES();
   TestServer s(demo_serve_options());
-  // The client would send 4 GB; the answer comes at once, after the headers alone.
-  const auto t0 = std::chrono::steady_clock::now();
+  // The client would send 4 GB; the answer comes at once, after the headers alone, and the
+  // connection is closed (within the read timeout, 2 s here) rather than drained.
   const RawExchange r = raw_exchange(
       s.port(),
       "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Length: 4294967296\r\n\r\n", 5);
   EXPECT_EQ(r.response.rfind("HTTP/1.1 413 ", 0), 0u) << r.response.substr(0, 200);
   EXPECT_NE(r.response.find("--max-body"), std::string::npos);
+  EXPECT_LT(r.first_byte_s, 1.0);
   EXPECT_TRUE(r.closed);
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.5);
+  EXPECT_LT(r.seconds, 3.5);
 }
 
 TEST(ServerBadRequests, SlowLorisClientsAreCutOffAfterTheReadTimeout) {
@@ -234,7 +235,9 @@ TEST(ServerBadRequests, SlowLorisClientsAreCutOffAfterTheReadTimeout) {
       "POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\":", 6);
   EXPECT_TRUE(body.closed) << "partial body: connection still open after 6 s";
   EXPECT_LT(body.seconds, 4);
-  if (!body.response.empty()) EXPECT_EQ(body.response.rfind("HTTP/1.1 4", 0), 0u);
+  if (!body.response.empty()) {
+    EXPECT_EQ(body.response.rfind("HTTP/1.1 4", 0), 0u);
+  }
   // Half the headers, then silence.
   const RawExchange head =
       raw_exchange(s.port(), "POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nContent-Le", 6);

@@ -3,6 +3,8 @@
 // ignored, and every refusal carries its status and a detail naming the field and the bound.
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "server/base64.h"
 #include "server/request.h"
 
@@ -10,7 +12,8 @@ namespace sdpal::server {
 namespace {
 
 TEST(ServerRequest, Base64RoundTripsAndRejectsJunk) {
-  for (const std::string s : {"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+  for (const std::string& s :
+       std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
     const std::string e = base64_encode(reinterpret_cast<const uint8_t*>(s.data()), s.size());
     std::string why;
     const auto d = base64_decode(e, &why);

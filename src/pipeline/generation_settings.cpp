@@ -1,6 +1,8 @@
 #include "pipeline/generation_settings.h"
 
+#include <charconv>
 #include <random>
+#include <string>
 
 #include "core/error.h"
 
@@ -21,6 +23,18 @@ std::string sampler_display(const std::string& id) {
     if (s.id == id) return s.display;
   return id;
 }
+
+namespace {
+
+// A float setting as the double its shortest decimal form denotes (0.6f -> 0.6, not
+// 0.60000002384185791): what the user typed, so that the infotext says "0.6" as A1111's does.
+double decimal(float v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::stod(std::string(buf, r.ptr));
+}
+
+}  // namespace
 
 uint64_t resolve_seed(int64_t seed) {
   return seed >= 0 ? static_cast<uint64_t>(seed) : (std::random_device{}() & 0xffffffffu);
@@ -57,14 +71,14 @@ GenerationInfo make_generation_info(const GenerationSettings& s, const GenerateP
   info.steps = s.steps;
   info.sampler = sampler_display(s.sampler);
   info.schedule_type = s.karras ? "Karras" : "Automatic";
-  info.cfg_scale = s.cfg;
+  info.cfg_scale = decimal(s.cfg);
   info.seed = p.seed;
   info.width = p.width;
   info.height = p.height;
   info.model = m.name;
   info.version = version;
   info.clip_skip = s.clip_skip;
-  if (img2img) info.denoising_strength = s.strength;
+  if (img2img) info.denoising_strength = decimal(s.strength);
   if (m.int8_layers > 0) info.extra.emplace_back("int8", "W8A8");
   info.token_merging_ratio = s.tome.ratio;
   // The seed reproduces the image only when it drew all the noise (torch's CPU generator,

@@ -43,6 +43,16 @@ void send_error(httplib::Response& res, int status, const std::string& error,
   send_json(res, status, {{"error", error}, {"detail", detail}});
 }
 
+// Ends the connection after this response. Used when the request's body is left unread (a refused
+// upload), where the next bytes on the connection are not a request. cpp-httplib decides from the
+// request's Connection header, which the pre-routing hook may only read, so it is set on the
+// library's own (mutable) request object.
+void close_after(const httplib::Request& req) {
+  auto& mutable_req = const_cast<httplib::Request&>(req);
+  mutable_req.headers.erase("Connection");
+  mutable_req.set_header("Connection", "close");
+}
+
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
@@ -107,7 +117,8 @@ struct ApiServer::Impl {
     http.set_payload_max_length(opt.max_body);
     http.set_read_timeout(opt.read_timeout_s, 0);
     http.set_write_timeout(opt.read_timeout_s, 0);
-    http.set_keep_alive_timeout(5);
+    // An idle kept-alive connection holds a thread as a slow request does: the same bound.
+    http.set_keep_alive_timeout(std::min(5, opt.read_timeout_s));
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       return pre_route(req, res);
     });
@@ -153,7 +164,7 @@ struct ApiServer::Impl {
     }
     if (req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
       if (req.has_header("Transfer-Encoding")) {
-        res.set_header("Connection", "close");
+        close_after(req);
         send_error(res, 411, "length_required",
                    "chunked request bodies are not accepted: send a Content-Length");
         return HR::Handled;
@@ -162,13 +173,13 @@ struct ApiServer::Impl {
       const bool digits =
           !cl.empty() && cl.size() <= 19 && cl.find_first_not_of("0123456789") == std::string::npos;
       if (!digits) {
-        res.set_header("Connection", "close");
+        close_after(req);
         send_error(res, 411, "length_required",
                    "a request body needs a valid Content-Length header");
         return HR::Handled;
       }
       if (std::stoull(cl) > opt.max_body) {
-        res.set_header("Connection", "close");
+        close_after(req);
         send_error(res, 413, "payload_too_large",
                    "the request body of " + cl + " bytes is larger than this server's limit " +
                        "--max-body " + std::to_string(opt.max_body));
@@ -494,6 +505,9 @@ int ApiServer::bind() {
   SDPAL_CHECK(impl_->bound_port > 0, "cannot listen on " + c.opt.host + ":" +
                                          std::to_string(c.opt.port) +
                                          " (in use, or not an address of this machine)");
+  // Room for a burst of connections beyond the library's backlog of 5 (they wait in the kernel
+  // until a connection thread takes them; the queue then answers 503 where it is full).
+  widen_listen_backlog(impl_->bound_port, 1024);
   return impl_->bound_port;
 }
 
@@ -502,7 +516,11 @@ int ApiServer::port() const { return impl_->bound_port; }
 void ApiServer::run() { impl_->http.listen_after_bind(); }
 
 void ApiServer::stop() {
-  if (impl_) impl_->http.stop();
+  if (!impl_) return;
+  // Waiting requests are answered (503) rather than left to finish: the listener's shutdown waits
+  // for every handler.
+  impl_->queue.shutdown();
+  impl_->http.stop();
 }
 
 }  // namespace sdpal::server

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <vector>
 
 namespace sdpal::server {
 
@@ -44,30 +45,55 @@ bool matches(int fd, int local_port, const std::string& remote_addr, int remote_
          pp == remote_port && ph == remote_addr;
 }
 
-}  // namespace
-
-ConnectionProbe::ConnectionProbe(int local_port, const std::string& remote_addr, int remote_port) {
-  if (local_port <= 0 || remote_port <= 0) return;
+// The descriptors that may be open: /proc/self/fd on Linux, else the first few thousand.
+template <typename F>
+void for_each_fd(F&& f) {
   std::error_code ec;
-  // Linux lists the open descriptors; elsewhere the first few thousand are tried.
   if (std::filesystem::is_directory("/proc/self/fd", ec)) {
+    std::vector<int> fds;
     for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end;
          it.increment(ec)) {
       const std::string name = it->path().filename().string();
-      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-      const int fd = std::stoi(name);
-      if (matches(fd, local_port, remote_addr, remote_port)) {
-        fd_ = fd;
-        return;
-      }
+      if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
+        fds.push_back(std::stoi(name));
     }
+    for (int fd : fds)
+      if (f(fd)) return;
     return;
   }
   for (int fd = 0; fd < 4096; ++fd)
-    if (matches(fd, local_port, remote_addr, remote_port)) {
-      fd_ = fd;
-      return;
-    }
+    if (f(fd)) return;
+}
+
+}  // namespace
+
+bool widen_listen_backlog(int port, int backlog) {
+  bool found = false;
+  for_each_fd([&](int fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+      return false;
+    sockaddr_storage local{};
+    socklen_t n = sizeof local;
+    std::string host;
+    int p = 0;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &n) != 0 ||
+        !address_of(local, &host, &p) || p != port)
+      return false;
+    found = listen(fd, backlog) == 0;
+    return true;
+  });
+  return found;
+}
+
+ConnectionProbe::ConnectionProbe(int local_port, const std::string& remote_addr, int remote_port) {
+  if (local_port <= 0 || remote_port <= 0) return;
+  for_each_fd([&](int fd) {
+    if (!matches(fd, local_port, remote_addr, remote_port)) return false;
+    fd_ = fd;
+    return true;
+  });
 }
 
 bool ConnectionProbe::peer_closed() const {

@@ -19,4 +19,10 @@ class ConnectionProbe {
   int fd_ = -1;
 };
 
+// cpp-httplib 0.11 listens with a backlog of 5 (compiled into Debian's library): a burst of
+// clients overflows the accept queue and their connections fail. Finds this process's listening
+// socket on `port` and listens again with `backlog` (Linux and the BSDs update the backlog of a
+// listening socket this way). Returns whether the socket was found.
+bool widen_listen_backlog(int port, int backlog);
+
 }  // namespace sdpal::server

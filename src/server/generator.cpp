@@ -51,6 +51,9 @@ Tensor decode(const StableDiffusion& m, const Taesd* taesd, const Tensor& latent
   return img;
 }
 
+// A float setting as the infotext writes it (0.6, not 0.6000000238418579).
+json number(float v) { return json::parse(a1111_number(v)); }
+
 }  // namespace
 
 Generator::Generator(ModelCatalog catalog, ModelLoadSettings load, std::string version,
@@ -244,7 +247,7 @@ GeneratedImages Generator::run(const GenerationRequest& r, Job& job) {
               {"height", fi.height},
               {"sampler_name", fi.sampler},
               {"scheduler", fi.schedule_type},
-              {"cfg_scale", s.cfg},
+              {"cfg_scale", number(s.cfg)},
               {"steps", s.steps},
               {"batch_size", s.batch},
               {"restore_faces", false},
@@ -255,7 +258,7 @@ GeneratedImages Generator::run(const GenerationRequest& r, Job& job) {
               {"sd_vae_hash", nullptr},
               {"seed_resize_from_w", -1},
               {"seed_resize_from_h", -1},
-              {"denoising_strength", img2img ? json(s.strength) : json(nullptr)},
+              {"denoising_strength", img2img ? number(s.strength) : json(nullptr)},
               {"extra_generation_params", json::object()},
               {"index_of_first_image", 0},
               {"infotexts", infotexts},
@@ -273,11 +276,11 @@ GeneratedImages Generator::run(const GenerationRequest& r, Job& job) {
                     {"batch_size", s.batch},
                     {"n_iter", r.n_iter},
                     {"steps", s.steps},
-                    {"cfg_scale", s.cfg},
+                    {"cfg_scale", number(s.cfg)},
                     {"width", fi.width},
                     {"height", fi.height},
-                    {"eta", s.eta},
-                    {"denoising_strength", img2img ? json(s.strength) : json(nullptr)},
+                    {"eta", number(s.eta)},
+                    {"denoising_strength", img2img ? number(s.strength) : json(nullptr)},
                     {"override_settings",
                      {{"sd_model_checkpoint", current_model()},
                       {"CLIP_stop_at_last_layers", s.clip_skip},

@@ -27,6 +27,11 @@ JobQueue::JobQueue(size_t capacity) : capacity_(capacity) {
 }
 
 JobQueue::~JobQueue() {
+  shutdown();
+  worker_.join();
+}
+
+void JobQueue::shutdown() {
   std::deque<std::shared_ptr<Job>> dropped;
   {
     std::lock_guard lock(mu_);
@@ -40,7 +45,6 @@ JobQueue::~JobQueue() {
     j->state_ = Job::State::cancelled;
     j->cv_.notify_all();
   }
-  worker_.join();
 }
 
 std::shared_ptr<Job> JobQueue::submit(std::function<void(Job&)> work) {

@@ -57,6 +57,10 @@ class JobQueue {
   // Interrupts the running job, if any (A1111's /interrupt); returns whether one ran.
   bool interrupt_current();
 
+  // Refuses new jobs from now on, cancels the queued ones and interrupts the running one (the
+  // server is stopping: nobody should wait for work that will not be delivered).
+  void shutdown();
+
   size_t waiting() const;  // jobs queued, not running
   bool busy() const;       // a job is running
   size_t capacity() const { return capacity_; }

@@ -104,6 +104,8 @@ RawExchange raw_exchange(int port, const std::string& bytes, double wait_s, bool
       r.closed = true;
       break;
     }
+    if (r.response.empty())
+      r.first_byte_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.response.append(buf, size_t(n));
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

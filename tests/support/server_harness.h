@@ -44,9 +44,10 @@ std::string b64_png(const Image& img);
 // Sends `bytes` on a fresh TCP connection to 127.0.0.1:port, then reads until the server closes
 // the connection or `wait_s` pass. `half_close`: shut the writing side after sending.
 struct RawExchange {
-  std::string response;  // what the server sent
-  bool closed = false;   // the server closed the connection within wait_s
-  double seconds = 0;    // time until close (or wait_s)
+  std::string response;      // what the server sent
+  bool closed = false;       // the server closed the connection within wait_s
+  double seconds = 0;        // time until close (or wait_s)
+  double first_byte_s = -1;  // time until the first byte of the response (-1: none came)
 };
 RawExchange raw_exchange(int port, const std::string& bytes, double wait_s,
                          bool half_close = false);
