@@ -23,9 +23,8 @@ struct Layer {
   const char* dir;
   int rank;
 };
-constexpr Layer kLayers[] = {{"core", 0},        {"kernels", 1}, {"formats", 1},
-                             {"models", 2},      {"pipeline", 3}, {"compression", 4},
-                             {"server", 5},      {"tools", 6}};
+constexpr Layer kLayers[] = {{"core", 0},     {"kernels", 1},     {"formats", 1}, {"models", 2},
+                             {"pipeline", 3}, {"compression", 4}, {"server", 5},  {"tools", 6}};
 
 std::optional<int> rank_of(std::string_view dir) {
   for (const Layer& l : kLayers)
