@@ -3,7 +3,12 @@
 // ignored, and every refusal carries its status and a detail naming the field and the bound.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
+// jpeglib.h needs size_t and FILE declared first.
+#include <jpeglib.h>
 
 #include "server/base64.h"
 #include "server/request.h"
@@ -122,6 +127,62 @@ TEST(ServerRequest, OpenAiAndOptions) {
   EXPECT_EQ(u.model, "x");
   EXPECT_EQ(u.int8, false);
   EXPECT_THROW(parse_options_update(R"({"sd_model_checkpoint":3})"), RequestError);
+}
+
+// A baseline JPEG of an RGB gradient, compressed with libjpeg at quality 95.
+std::vector<uint8_t> gradient_jpeg(int w, int h, std::vector<uint8_t>* rgb) {
+  rgb->resize(size_t(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      uint8_t* p = &(*rgb)[(size_t(y) * w + x) * 3];
+      p[0] = uint8_t(x * 255 / (w - 1));
+      p[1] = uint8_t(y * 255 / (h - 1));
+      p[2] = 128;
+    }
+  jpeg_compress_struct c{};
+  jpeg_error_mgr err{};
+  c.err = jpeg_std_error(&err);
+  jpeg_create_compress(&c);
+  unsigned char* out = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&c, &out, &size);
+  c.image_width = w;
+  c.image_height = h;
+  c.input_components = 3;
+  c.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&c);
+  jpeg_set_quality(&c, 95, TRUE);
+  jpeg_start_compress(&c, TRUE);
+  while (c.next_scanline < c.image_height) {
+    JSAMPROW row = &(*rgb)[size_t(c.next_scanline) * w * 3];
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  std::vector<uint8_t> bytes(out, out + size);
+  std::free(out);
+  return bytes;
+}
+
+TEST(ServerRequest, JpegImagesDecodeAndBrokenOnesAreRefused) {
+  std::vector<uint8_t> rgb;
+  const std::vector<uint8_t> jpg = gradient_jpeg(48, 32, &rgb);
+  const Image img = decode_image_field("data:image/jpeg;base64," + base64_encode(jpg), "img");
+  ASSERT_EQ(img.width, 48);
+  ASSERT_EQ(img.height, 32);
+  int worst = 0;
+  for (size_t i = 0; i < rgb.size(); ++i) worst = std::max(worst, std::abs(img.rgb[i] - rgb[i]));
+  EXPECT_LE(worst, 12) << "a quality-95 JPEG of a smooth gradient";
+  for (const size_t keep : {size_t(3), size_t(20), jpg.size() / 2, jpg.size() - 2}) {
+    const std::vector<uint8_t> cut(jpg.begin(), jpg.begin() + keep);
+    try {
+      decode_image_field(base64_encode(cut), "img");
+      ADD_FAILURE() << "a JPEG cut to " << keep << " of " << jpg.size() << " bytes was accepted";
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_EQ(e.error(), "invalid_image") << e.detail();
+    }
+  }
 }
 
 }  // namespace
