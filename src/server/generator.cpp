@@ -1,5 +1,7 @@
 #include "server/generator.h"
 
+#include <omp.h>
+
 #include <charconv>
 #include <ctime>
 #include <filesystem>
@@ -135,6 +137,7 @@ ProgressSnapshot Generator::progress() const {
 }
 
 GeneratedImages Generator::run(const GenerationRequest& r, Job& job) {
+  if (load_.threads > 0) omp_set_num_threads(load_.threads);
   if (!r.model.empty() || r.int8) {
     std::string name = r.model.empty() ? current_model() : r.model;
     // OpenAI clients send their own model names ("dall-e-2"): those mean the current model.

@@ -29,6 +29,9 @@ struct ModelLoadSettings {
   std::string variant, prediction_type, tokenizer, int8_calibration;
   bool int8 = false;
   std::string taesd;  // --taesd DIR ("" : <model folder>/taesd when present)
+  // OpenMP threads of the generations (0: OpenMP's default, all cores). OpenMP keeps the count
+  // per thread, so --threads set on the main thread would not reach the worker: run() sets it.
+  int threads = 0;
 };
 
 struct GeneratedImages {

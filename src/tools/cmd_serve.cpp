@@ -34,6 +34,7 @@ void run(ServeArgs a) {
   o.load.int8 = a.model.int8 || !a.model.int8_calibration.empty();
   o.load.int8_calibration = a.model.int8_calibration;
   o.load.taesd = a.taesd;
+  o.load.threads = a.model.threads;
   o.log_format = a.log_format == "json" ? server::LogFormat::json : server::LogFormat::text;
   o.version = std::string("sdpal ") + SDPAL_VERSION;
   server::check_serve_options(o);  // before the model load, so that a bad flag fails at once
