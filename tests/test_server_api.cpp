@@ -442,6 +442,7 @@ TEST(ServerApi, Authentication) {
   TestServer s(o);
   auto c = s.client();
   EXPECT_EQ(c->Get("/health")->status, 200) << "health stays open for load balancers";
+  EXPECT_EQ(c->Get("/")->status, 200) << "the page's files hold no data; the page asks for the key";
   const auto none = c->Get("/sdapi/v1/options");
   EXPECT_EQ(none->status, 401);
   EXPECT_EQ(body_json(none)["error"], "unauthorized");

@@ -156,7 +156,7 @@ struct ApiServer::Impl {
   httplib::Server::HandlerResponse pre_route(const httplib::Request& req, httplib::Response& res) {
     t_timing = {Clock::now(), -1};
     using HR = httplib::Server::HandlerResponse;
-    if (req.path != "/health" && !authorised(req)) {
+    if (!public_path(req) && !authorised(req)) {
       res.set_header("WWW-Authenticate",
                      opt.api_key.empty() ? "Basic realm=\"sdpal\"" : "Bearer realm=\"sdpal\"");
       send_error(res, 401, "unauthorized", "missing or wrong credentials");
@@ -187,6 +187,16 @@ struct ApiServer::Impl {
       }
     }
     return HR::Unhandled;
+  }
+
+  // Open without credentials: /health (for load balancers) and the web page's own files, which
+  // hold no data (the page asks for the key and sends it with its API calls).
+  static bool public_path(const httplib::Request& req) {
+    if (req.path == "/health") return true;
+#ifdef SDPAL_HAS_WEB_PAGE
+    if ((req.method == "GET" || req.method == "HEAD") && find_web_asset(req.path)) return true;
+#endif
+    return false;
   }
 
   bool authorised(const httplib::Request& req) const {

@@ -79,11 +79,13 @@ const bool registered = register_command(
            ->capture_default_str();
        app.add_option("--port", s.port, "TCP port (0: any free port)")->capture_default_str();
        // From the environment too: a secret on the command line shows in `ps`.
-       app.add_option("--api-key", s.api_key,
-                      "Require 'Authorization: Bearer KEY' on every request but /health")
+       app.add_option(
+              "--api-key", s.api_key,
+              "Require 'Authorization: Bearer KEY' on every request but /health and the web "
+              "page's own files")
            ->envname("SDPAL_API_KEY");
        app.add_option("--api-auth", s.api_auth,
-                      "Require HTTP Basic auth USER:PASS on every request but /health (A1111's "
+                      "Require HTTP Basic auth USER:PASS, as --api-key (A1111's "
                       "--api-auth)")
            ->envname("SDPAL_API_AUTH");
        app.add_option("--queue-size", s.queue_size,
