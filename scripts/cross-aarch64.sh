@@ -14,8 +14,9 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(g++-aarch64-linux-gnu qemu-user cmake pkg-config nlohmann-json3-dev libcli11-dev
-      libc6:arm64 libstdc++6:arm64 libgomp1:arm64 libspng-dev:arm64 libicu-dev:arm64 libssl-dev:arm64
-      libcairo2-dev:arm64 libgtest-dev:arm64 libhwy-dev:arm64)
+      libc6:arm64 libstdc++6:arm64 libgomp1:arm64 libspng-dev:arm64 libicu-dev:arm64
+      libssl-dev:arm64 libcairo2-dev:arm64 libgtest-dev:arm64 libhwy-dev:arm64
+      libcpp-httplib-dev:arm64 libjpeg62-turbo-dev:arm64)
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   $SUDO dpkg --add-architecture arm64
   $SUDO apt-get update -qq

@@ -1,5 +1,5 @@
 // The layering of src/ (docs/architecture.md): source dependencies run one way,
-//   core -> kernels / formats -> models -> pipeline -> compression -> tools,
+//   core -> kernels / formats -> models -> pipeline -> compression -> server -> tools,
 // so a file may include (#include "dir/...") only headers of its own layer or of lower ranks, and
 // kernels and formats, peers of rank 1, may not include each other. Every .h/.cpp under src/ is
 // scanned; a file in a directory without a rank, or an include of one, is an error too, so a new
@@ -24,7 +24,7 @@ struct Layer {
   int rank;
 };
 constexpr Layer kLayers[] = {{"core", 0},     {"kernels", 1},     {"formats", 1}, {"models", 2},
-                             {"pipeline", 3}, {"compression", 4}, {"tools", 5}};
+                             {"pipeline", 3}, {"compression", 4}, {"server", 5},  {"tools", 6}};
 
 std::optional<int> rank_of(std::string_view dir) {
   for (const Layer& l : kLayers)

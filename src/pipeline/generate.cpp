@@ -45,6 +45,14 @@ void validate(const StableDiffusion& m, const GenerateParams& p) {
               "give one negative prompt, or one per prompt");
   if (p.init_image)
     SDPAL_CHECK(p.strength > 0.f && p.strength <= 1.f, "strength must be in (0, 1]");
+  if (p.mask) {
+    SDPAL_CHECK(p.init_image.has_value(), "a mask needs an init image (masked img2img)");
+    const Tensor& k = *p.mask;
+    SDPAL_CHECK(k.ndim() == 4 && k.dim(0) == 1 && k.dim(1) == 1 && k.dim(2) == p.height &&
+                    k.dim(3) == p.width,
+                "mask must be [1, 1, " + std::to_string(p.height) + ", " + std::to_string(p.width) +
+                    "], got " + shape_str(k.shape()));
+  }
   check_tome_options(p.tome);
 }
 
@@ -100,6 +108,18 @@ Tensor decode_latents(const StableDiffusion& m, const Tensor& latents) {
   return img;
 }
 
+Tensor latent_mask(const Tensor& mask, int f) {
+  SDPAL_CHECK(mask.ndim() == 4 && mask.dim(0) == 1 && mask.dim(1) == 1 && f > 0 &&
+                  mask.dim(2) % f == 0 && mask.dim(3) % f == 0,
+              "mask must be [1, 1, H, W] with H and W multiples of " + std::to_string(f) +
+                  ", got " + shape_str(mask.shape()));
+  const int64_t H = mask.dim(2), W = mask.dim(3), h = H / f, w = W / f;
+  Tensor r({1, 1, h, w});
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) r[y * w + x] = mask[(y * f) * W + x * f] >= 0.5f ? 1.f : 0.f;
+  return r;
+}
+
 int vae_scale_factor(const StableDiffusion& m) {
   return 1 << (m.vae->config().block_out_channels.size() - 1);
 }
@@ -132,6 +152,8 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
 
   Tensor latents;
   int first = 0;
+  // Masked img2img: the clean init latents, the start noise and the latent mask (1 = repaint).
+  std::optional<Tensor> keep_x0, keep_noise, lmask;
   if (p.init_image) {
     // img2img: encode, sample the posterior (first RNG draw), then noise to the start timestep.
     const Tensor& img = *p.init_image;
@@ -146,6 +168,11 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
     Tensor noise =
         p.init_noise ? batch_noise(*p.init_noise, lat_shape, "--init-noise") : rng.randn(lat_shape);
     latents = sched->add_noise(x0, noise, first);
+    if (p.mask) {
+      lmask = latent_mask(*p.mask, f);
+      keep_x0 = std::move(x0);
+      keep_noise = std::move(noise);
+    }
   } else {
     latents =
         p.init_noise ? batch_noise(*p.init_noise, lat_shape, "--init-noise") : rng.randn(lat_shape);
@@ -185,6 +212,19 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
       }
     }
     latents = sched->step(guided, i, latents, noise ? &*noise : nullptr);
+    if (lmask) {
+      // diffusers: latents = (1 - mask) * init_latents_proper + mask * latents.
+      const bool last = i + 1 == static_cast<int>(ts.size());
+      const Tensor proper = last ? *keep_x0 : sched->add_noise(*keep_x0, *keep_noise, i + 1);
+      const int64_t cells = h * w, per = L * cells;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t c = 0; c < L; ++c)
+          for (int64_t j = 0; j < cells; ++j) {
+            const float m1 = (*lmask)[j];
+            const int64_t at = b * per + c * cells + j;
+            latents[at] = (1.f - m1) * proper[at] + m1 * latents[at];
+          }
+    }
     if (p.on_step) p.on_step(i - first + 1, total, latents);
   }
   return latents;

@@ -45,6 +45,12 @@ struct GenerateParams {
   // img2img: an image [1 or B, 3, H, W] in [-1, 1] and how much of the schedule to run.
   std::optional<Tensor> init_image;
   float strength = 0.75f;
+  // Masked img2img (needs init_image): [1, 1, H, W] in [0, 1], >= 0.5 = repaint, else keep.
+  // diffusers' inpainting pipeline with a plain (4-channel) UNet: the mask is binarised and taken
+  // to the latent grid by nearest sampling (the top-left pixel of each cell); after every step the
+  // kept cells are replaced by the encoded init image noised to the next step's level (the same
+  // noise as the start), and by the clean encoded image after the last step.
+  std::optional<Tensor> mask;
   const Taesd* taesd_decoder = nullptr;  // decode with TAESD instead of the VAE
   // Token merging in the UNet for this generation (models/tome.h), with its own random stream.
   ToMeOptions tome;
@@ -80,6 +86,10 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p);
 // when `unet` has m's weights.
 Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
                        const GenerateParams& p, int* unet_calls = nullptr);
+
+// A [1, 1, H, W] mask in [0, 1] on the latent grid [1, 1, H/f, W/f]: binarised (>= 0.5 -> 1) and
+// sampled at the top-left pixel of each f x f cell (torch's F.interpolate 'nearest').
+Tensor latent_mask(const Tensor& mask, int f);
 
 // Pixels per latent cell: 2^(VAE levels - 1), 8 for SD (diffusers' vae_scale_factor).
 int vae_scale_factor(const StableDiffusion& m);

@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <random>
 
 #include "core/cpu.h"
 #include "core/error.h"
@@ -13,6 +12,7 @@
 #include "kernels/int8_linear.h"
 #include "models/taesd.h"
 #include "pipeline/generate.h"
+#include "pipeline/generation_settings.h"
 #include "pipeline/infotext.h"
 #include "pipeline/lora_selection.h"
 #include "tools/command.h"
@@ -73,13 +73,27 @@ LoraUse parse_lora_spec(const std::string& spec) {
   return {LoraFile::load(path), w, w};
 }
 
-std::string sampler_display(const std::string& s) {
-  if (s == "euler_a") return "Euler a";
-  if (s == "euler") return "Euler";
-  if (s == "ddim") return "DDIM";
-  if (s == "dpmpp_2m") return "DPM++ 2M";
-  if (s == "dpmpp_2m_sde") return "DPM++ 2M SDE";
-  if (s == "pndm") return "PLMS";
+GenerationSettings settings_of(const GenerateArgs& a) {
+  GenerationSettings s;
+  s.prompt = a.prompt;
+  s.negative_prompt = a.negative_prompt;
+  s.width = a.width;
+  s.height = a.height;
+  s.steps = a.steps;
+  s.cfg = a.cfg;
+  s.sampler = a.sampler;
+  s.karras = a.schedule == "karras";
+  s.timestep_spacing = a.timestep_spacing;
+  s.eta = a.eta;
+  s.seed = a.seed;
+  s.batch = a.batch;
+  s.clip_skip = a.clip_skip;
+  s.tome = a.tome;
+  s.strength = a.strength;
+  s.prompt_syntax = !a.no_prompt_syntax;
+  s.lora_dir = a.lora_dir;
+  s.lora_merge = a.lora_merge;
+  s.embeddings_dir = a.embeddings_dir;
   return s;
 }
 
@@ -132,28 +146,11 @@ void run(const GenerateArgs& a) {
     const std::string slow = k::int8_speed_warning(cpu::level());
     if (!slow.empty()) std::fprintf(stderr, "sdpal: warning: %s\n", slow.c_str());
   }
-  GenerateParams p;
-  p.prompts.assign(a.batch, a.prompt);
-  if (!a.negative_prompt.empty()) p.negative_prompts = {a.negative_prompt};
-  const int side = default_image_size(*model);
-  p.width = a.width > 0 ? a.width : side;
-  p.height = a.height > 0 ? a.height : side;
-  p.steps = a.steps;
-  p.cfg_scale = a.cfg;
-  p.sampler = a.sampler;
   SDPAL_CHECK(a.schedule == "default" || a.schedule == "karras",
               "unknown --schedule '" + a.schedule + "' (default or karras)");
-  p.karras = a.schedule == "karras";
-  p.timestep_spacing = a.timestep_spacing;
-  p.eta = a.eta;
-  p.clip_skip = a.clip_skip;
-  p.prompt_syntax = !a.no_prompt_syntax;
+  const GenerationSettings settings = settings_of(a);
+  GenerateParams p = make_generate_params(settings, *model, resolve_seed(a.seed));
   for (const std::string& spec : a.loras) p.loras.push_back(parse_lora_spec(spec));
-  p.lora_dir = a.lora_dir;
-  p.lora_merge = a.lora_merge;
-  p.embeddings_dir = a.embeddings_dir;
-  p.tome = a.tome;
-  p.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : (std::random_device{}() & 0xffffffffu);
   if (!a.init_noise.empty()) p.init_noise = read_tensor_file(a.init_noise, "noise", "--init-noise");
   if (!a.step_noise.empty())
     p.step_noise = read_tensor_file(a.step_noise, "step_noise", "--step-noise");
@@ -166,7 +163,6 @@ void run(const GenerateArgs& a) {
     if (!what.empty() && !a.quiet)
       std::fprintf(stderr, "sdpal: --init-image %s: %s\n", a.init_image.c_str(), what.c_str());
     p.init_image = image_to_tensor(img);
-    p.strength = a.strength;
   }
   std::unique_ptr<Taesd> taesd;
   if (!a.taesd.empty()) {
@@ -191,42 +187,14 @@ void run(const GenerateArgs& a) {
     if (!a.quiet) std::fprintf(stderr, "sdpal: warning: %s\n", w.c_str());
 
   if (!a.save_latents.empty()) write_safetensors_f32(a.save_latents, {{"latents", &r.latents}});
-  GenerationInfo info;
-  info.prompt = a.prompt;
-  info.negative_prompt = a.negative_prompt;
-  info.steps = a.steps;
-  info.sampler = sampler_display(a.sampler);
-  info.schedule_type = p.karras ? "Karras" : "Automatic";
-  info.cfg_scale = a.cfg;
-  info.seed = static_cast<int64_t>(p.seed);
-  info.width = p.width;
-  info.height = p.height;
-  info.model = model->name;
-  info.version = std::string("sdpal ") + SDPAL_VERSION;
-  info.clip_skip = a.clip_skip;
-  if (p.init_image) info.denoising_strength = a.strength;
-  if (model->int8_layers > 0) info.extra.emplace_back("int8", "W8A8");
-  // Not an A1111 key (A1111 always parses prompts): says the prompt was encoded as diffusers does.
-  if (a.no_prompt_syntax) info.extra.emplace_back("Prompt syntax", "off");
-  if (!r.loras.empty()) info.extra.emplace_back("Lora hashes", lora_hashes(r.loras));
-  info.token_merging_ratio = a.tome.ratio;
-  // The seed reproduces the image only when it drew all the noise (torch's CPU generator,
-  // reimplemented: docs/rng.md). Noise read from --init-noise / --step-noise is not in the
-  // infotext, so it claims no RNG source then and says where the noise came from.
-  if (a.init_noise.empty() && a.step_noise.empty())
-    info.rng = "CPU";
-  else
-    info.extra.emplace_back("Noise", "from file");
+  GenerationInfo info = make_generation_info(
+      settings, p, *model, std::string("sdpal ") + SDPAL_VERSION, p.init_image.has_value(),
+      !a.init_noise.empty() || !a.step_noise.empty());
+  add_result_fields(info, r);
   for (int i = 0; i < a.batch; ++i) {
-    // A batch is one noise draw of shape [N,4,h,w] from the seed (as diffusers does): image i
-    // is reproduced by the seed, the batch size and its position, as A1111 records them.
-    GenerationInfo mine = info;
-    if (a.batch > 1) {
-      mine.extra.emplace_back("Batch size", std::to_string(a.batch));
-      mine.extra.emplace_back("Batch pos", std::to_string(i));
-    }
     const std::string name = output_name(a.output, i, a.batch);
-    write_png(name, tensor_to_image(r.image01, i), {{"parameters", a1111_parameters(mine)}});
+    write_png(name, tensor_to_image(r.image01, i),
+              {{"parameters", image_infotext(info, a.batch, i)}});
     if (!a.quiet) std::fprintf(stderr, "wrote %s\n", name.c_str());
   }
   const auto t2 = std::chrono::steady_clock::now();
