@@ -79,6 +79,13 @@ inline const ScratchDir& scratch() {
   return dir;
 }
 
+// An input rejected with sdpal::Error (expected). SDPAL_FUZZ_SHOW_ERRORS=1 prints the message:
+// to check that seeds are accepted and what the rejections say.
+inline void rejected(const std::exception& e) {
+  static const bool show = std::getenv("SDPAL_FUZZ_SHOW_ERRORS") != nullptr;
+  if (show) std::fprintf(stderr, "rejected: %s\n", e.what());
+}
+
 inline std::string_view as_text(const uint8_t* data, size_t size) {
   return {reinterpret_cast<const char*>(data), size};
 }
@@ -97,12 +104,13 @@ inline std::pair<std::string_view, std::string_view> split_at(std::string_view s
 // Runs `body`; sdpal::Error is the parsers' documented way to reject input and is expected. Any
 // other exception escapes (std::terminate: a finding), as an exception that does not name the
 // file is one.
-#define FUZZ_EXPECT_ERRORS(...)       \
-  do {                                \
-    try {                             \
-      __VA_ARGS__;                    \
-    } catch (const ::sdpal::Error&) { \
-    }                                 \
+#define FUZZ_EXPECT_ERRORS(...)         \
+  do {                                  \
+    try {                               \
+      __VA_ARGS__;                      \
+    } catch (const ::sdpal::Error& e) { \
+      ::sdpal::fuzz::rejected(e);       \
+    }                                   \
   } while (0)
 
 namespace sdpal::fuzz {

@@ -183,22 +183,23 @@ cfg(5, "shard_index", text=json.dumps({"metadata": {"total_size": 8}, "weight_ma
     "b": "diffusion_pytorch_model-00002-of-00002.safetensors"}}))
 
 # ---- fuzz_analysis: selector byte (even: analysis, odd: recipe file) + file
-settings = {"prompts": ["a cat"], "seeds": [0], "steps": 1, "width": 64, "height": 64,
+settings = {"format": "sdpal-mixed-bit-analysis/1", "prompts": ["a cat"], "seeds": [0], "steps": 1, "width": 64, "height": 64,
             "cfg_scale": 7.5, "sampler": "ddim", "timestep_spacing": "", "nbits": [2, 4],
             "min_elements": 10, "group_size": 0, "num_recipes": 3}
 layers = ["down.0", "mid.0"]
 analysis = {
     "format": "sdpal-mixed-bit-analysis/1", "model_version": "tiny", "settings": settings,
-    "model": {"candidates": [{"name": "down.0", "elements": 100}, {"name": "mid.0", "elements": 300}],
+    "model": {"candidates": {"down.0": 100, "mid.0": 300},
               "unet_parameters": 1000, "fingerprint": "abc"},
     "baselines": {"original": 200.0, "linear_8bit": 45.5, "palettize_2bit": 20.0,
-                  "palettize_4bit": 30.0},
+                  "palettize_4bit": 30.0, "recipe_3.50_bit_mixedpalette": 33.0},
     "single_layer": {str(n): {"metadata": {"nbits": n}, "down.0": [30.0 + n], "mid.0": [25.0 + n]}
                      for n in (2, 4)},
     "cumulative": {str(n): {"metadata": {"nbits": n, "cumulative": True, "candidates": layers,
                                          "sizes": [100, 300]},
                             "down.0": [40.0 + n], "mid.0": [28.0 + n]} for n in (2, 4)},
     "recipes": {"recipe_3.50_bit_mixedpalette": {"down.0": 2, "mid.0": 4}},
+    "targets": {"bits": {"target": 3.5, "recipe": "recipe_3.50_bit_mixedpalette"}},
 }
 put("fuzz_analysis", "sdpal_analysis", bytes([2]) + json.dumps(analysis).encode())
 apple = {k: v for k, v in analysis.items() if k in ("model_version", "baselines", "single_layer",
