@@ -59,6 +59,10 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& j, const std::string& whe
   c.time_embed_dim = cfg_int(j, "time_embedding_dim", 4 * c.block_out_channels[0], where);
   c.sample_size = cfg_int(j, "sample_size", 64, where);
   for (size_t i = 0; i < n; ++i)
+    SDPAL_CHECK(c.block_out_channels[i] > 0, where + ": block_out_channels[" + std::to_string(i) +
+                                                 "] is " + std::to_string(c.block_out_channels[i]) +
+                                                 ", not positive");
+  for (size_t i = 0; i < n; ++i)
     SDPAL_CHECK(c.heads[i] > 0 && c.block_out_channels[i] % c.heads[i] == 0,
                 where + ": block " + std::to_string(i) + " has " +
                     std::to_string(c.block_out_channels[i]) + " channels, not divisible into " +

@@ -19,6 +19,7 @@
 #include "core/atomic_file.h"
 #include "core/cpu.h"
 #include "core/error.h"
+#include "core/limits.h"
 #include "core/profile.h"
 #include "kernels/packed_gemm.h"
 #include "models/config.h"
@@ -264,8 +265,16 @@ Baseline read_baseline(const std::string& path) {
         SDPAL_CHECK(std::sscanf(size.c_str(), "%dx%d", &w, &h) == 2,
                     "bench: " + path + ": bad size '" + size + "' (want WxH)");
       } else {
-        w = r.at("width").get<int>();
-        h = r.at("height").get<int>();
+        // Checked before narrowing: get<int>() of 1e30 is undefined.
+        for (const auto& [key, out] : {std::pair{"width", &w}, std::pair{"height", &h}}) {
+          const auto& v = r.at(key);
+          SDPAL_CHECK(v.is_number_integer() && v.get<int64_t>() >= 8 &&
+                          v.get<int64_t>() <= limits::kMaxImageSizePixels,
+                      "bench: " + path + ": " + key + " " + v.dump() +
+                          " is not an integer in [8, " +
+                          std::to_string(limits::kMaxImageSizePixels) + "]");
+          *out = static_cast<int>(v.get<int64_t>());
+        }
       }
       b.seconds[{w, h}] = r.at("median_s").get<double>();
     }
