@@ -50,8 +50,10 @@ for h in "${harnesses[@]}"; do
     -print_final_stats=1 -artifact_prefix="$work/$h/artifacts/" ${SDPAL_FUZZ_FLAGS:-} \
     "$work/$h/corpus" >"$work/$h/log" 2>&1
   rc=$?
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$h/log" | grep -o '[0-9]*$' |
+  # The final stats; with -fork=1 (no final stats) the last progress line's "#<executions>".
+  execs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$work/$h/log" | grep -o '[0-9]*$' |
           awk '{s += $1} END {print s + 0}')
+  [ "$execs" = 0 ] && execs=$(grep -aoE '^#[0-9]+' "$work/$h/log" | tr -d '#' | sort -n | tail -n1)
   found=$(find "$work/$h/artifacts" -type f | sort)
   if [ -n "$found" ] || [ $rc -ne 0 ]; then
     status=1
