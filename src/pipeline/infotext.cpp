@@ -145,9 +145,11 @@ bool json_unquote(const std::string& q, std::string* out) {
   return true;
 }
 
-// A1111's infotext_utils.quote: JSON-quote values that would break the "k: v, k: v" syntax.
+// A1111's infotext_utils.quote: JSON-quote values that would break the "k: v, k: v" syntax. Also
+// a value that starts with '"': written bare, the reader would take its quotes for quoting and
+// drop them ("\"ab\"" read back as "ab"; found by fuzzing).
 std::string quote_value(const std::string& v) {
-  if (v.find_first_of(",\n:") == std::string::npos) return v;
+  if (v.find_first_of(",\n:") == std::string::npos && (v.empty() || v.front() != '"')) return v;
   return json_quote(v);
 }
 
