@@ -2,6 +2,7 @@
 // on issue 10's known list (those are in test_hostile_input.cpp): each holds its reproducer.
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "pipeline/infotext.h"
 
 namespace sdpal {
@@ -19,6 +20,18 @@ TEST(FuzzRegressions, InfotextValueInQuotesSurvivesARoundTrip) {
   g.extra = {{"Note", "\"quoted\""}, {"Half", "\"open"}};
   const std::string text = a1111_parameters(g);
   EXPECT_EQ(parse_a1111_parameters(text), g) << text;
+}
+
+// fuzz_infotext: values the writer cannot hold (it leaves out Clip skip below 2 and a ratio of 0)
+// and non-finite numbers were accepted, so parsing was not a fixed point of formatting.
+TEST(FuzzRegressions, InfotextRefusesValuesItCannotWrite) {
+  const std::string fields = "p\nSteps: 1, Sampler: Euler, Seed: 1, Size: 8x8, ";
+  for (const char* bad : {"Clip skip: 0", "Clip skip: -3", "Token merging ratio: -8.6e-26",
+                          "CFG scale: nan", "CFG scale: inf", "Denoising strength: -inf"})
+    EXPECT_THROW(parse_a1111_parameters(fields + bad), Error) << bad;
+  const GenerationInfo ok = parse_a1111_parameters(fields + "Clip skip: 2, Token merging ratio: 0");
+  EXPECT_EQ(ok.clip_skip, 2);
+  EXPECT_EQ(parse_a1111_parameters(a1111_parameters(ok)), ok);
 }
 
 }  // namespace

@@ -42,7 +42,7 @@ void structured_round_trip(const uint8_t* data, size_t size) {
   const uint8_t flags = in.take<uint8_t>();
   if (flags & 1) g.denoising_strength = finite(in.take<double>(), 0.5);
   g.clip_skip = 1 + (flags >> 1) % 4;
-  if (flags & 32) g.token_merging_ratio = finite(in.take<double>(), 0.25);
+  if (flags & 32) g.token_merging_ratio = std::fabs(finite(in.take<double>(), 0.25));
   static const char* samplers[] = {"Euler a", "Euler", "DDIM", "DPM++ 2M", "PLMS"};
   g.sampler = samplers[in.take<uint8_t>() % 5];
   if (flags & 64) g.schedule_type = "Karras";
