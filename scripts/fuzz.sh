@@ -41,6 +41,7 @@ export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 status=0
 summary=()
 for h in "${harnesses[@]}"; do
+  rm -rf "build-fuzz/findings/$h"  # findings of an earlier run
   mkdir -p "$work/$h/artifacts"
   cp -r "tests/fuzz/corpus/$h" "$work/$h/corpus"
   echo "=== fuzz: $h for ${secs} s"
