@@ -2,6 +2,8 @@
 // on issue 10's known list (those are in test_hostile_input.cpp): each holds its reproducer.
 #include <gtest/gtest.h>
 
+#include "compression/analysis.h"
+#include "compression/int8_analysis.h"
 #include "core/error.h"
 #include "pipeline/infotext.h"
 
@@ -32,6 +34,27 @@ TEST(FuzzRegressions, InfotextRefusesValuesItCannotWrite) {
   const GenerationInfo ok = parse_a1111_parameters(fields + "Clip skip: 2, Token merging ratio: 0");
   EXPECT_EQ(ok.clip_skip, 2);
   EXPECT_EQ(parse_a1111_parameters(a1111_parameters(ok)), ok);
+}
+
+// fuzz_analysis / fuzz_calibration: a cfg_scale beyond float range (1e300) was read as inf, which
+// the document then wrote as null and refused on the next read (resume).
+TEST(FuzzRegressions, AnalysisCfgScaleOutOfFloatRangeIsRefused) {
+  AnalysisSettings s;
+  s.prompts = {"a cat"};
+  s.width = s.height = 64;
+  nlohmann::ordered_json j = s.to_json();
+  EXPECT_NO_THROW(AnalysisSettings::from_json(j, "analysis.json"));
+  j["cfg_scale"] = 1e300;
+  EXPECT_THROW(AnalysisSettings::from_json(j, "analysis.json"), Error);
+
+  Int8Analysis a;
+  a.model_version = "tiny";
+  a.settings.prompts = {"a cat"};
+  a.settings.width = a.settings.height = 64;
+  nlohmann::ordered_json k = a.to_json();
+  EXPECT_NO_THROW(Int8Analysis::from_json(k, "int8.json"));
+  k["settings"]["cfg_scale"] = -1e300;
+  EXPECT_THROW(Int8Analysis::from_json(k, "int8.json"), Error);
 }
 
 }  // namespace
