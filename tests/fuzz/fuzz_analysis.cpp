@@ -26,7 +26,9 @@ void check_recipe(const Recipe& r, const std::string& what) {
 
 void check_analysis(const Analysis& a, bool require_settings) {
   const auto j = a.to_json();
-  const Analysis b = Analysis::from_json(j, "round trip", require_settings);
+  const Analysis b =
+      fuzz::must_succeed([&] { return Analysis::from_json(j, "round trip", require_settings); },
+                         "re-reading an accepted analysis");
   FUZZ_CHECK(b.to_json() == j, "to_json/from_json is not an identity:\n" + j.dump());
   for (const auto& [name, r] : a.recipes) check_recipe(r, name);
 

@@ -18,8 +18,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (data[0] % 2 == 0) {
       const Int8Calibration c = read_int8_calibration(path);
       const auto j = c.to_json();
-      FUZZ_CHECK(Int8Calibration::from_json(j, "round trip").to_json() == j,
-                 "calibration to_json/from_json is not an identity");
+      const auto again = fuzz::must_succeed(
+          [&] { return Int8Calibration::from_json(j, "round trip"); }, "re-reading a calibration");
+      FUZZ_CHECK(again.to_json() == j, "calibration to_json/from_json is not an identity");
       for (const LayerRange& l : c.layers) {
         FUZZ_CHECK(std::isfinite(l.min) && std::isfinite(l.max) && l.min <= l.max,
                    l.name + ": range");
@@ -31,8 +32,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       const Int8Analysis a = read_int8_analysis(path);
       const auto j = a.to_json();
-      FUZZ_CHECK(Int8Analysis::from_json(j, "round trip").to_json() == j,
-                 "int8 analysis to_json/from_json is not an identity");
+      const auto again = fuzz::must_succeed(
+          [&] { return Int8Analysis::from_json(j, "round trip"); }, "re-reading an int8 analysis");
+      FUZZ_CHECK(again.to_json() == j, "int8 analysis to_json/from_json is not an identity");
       (void)int8_analysis_markdown(a);
     }
   });

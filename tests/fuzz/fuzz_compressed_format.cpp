@@ -6,6 +6,7 @@
 // reading them gives the same descriptions and bytes.
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "core/dtype.h"
 #include "formats/compressed_format.h"
@@ -101,8 +102,10 @@ void check_round_trip(const SafetensorsFile& f, const CompressedTensors& c) {
     // "w"): the reader accepts such files only while the plain tensor is not a component.
     return;
   }
-  const SafetensorsFile g(out);
-  const CompressedTensors d = read_compressed(g);
+  const auto g = fuzz::must_succeed([&] { return std::make_unique<SafetensorsFile>(out); },
+                                    "reading the written file");
+  const CompressedTensors d =
+      fuzz::must_succeed([&] { return read_compressed(*g); }, "reading its compressed weights");
   FUZZ_CHECK(d.weights.size() == c.weights.size(), "weight count changed in a round trip");
   for (const auto& [name, v] : c.weights) {
     const auto it = d.weights.find(name);

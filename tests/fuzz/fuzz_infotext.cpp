@@ -64,7 +64,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_EXPECT_ERRORS({
     const GenerationInfo info = parse_a1111_parameters(std::string(fuzz::as_text(data, size)));
     const std::string text = a1111_parameters(info);
-    const GenerationInfo again = parse_a1111_parameters(text);
+    const GenerationInfo again = fuzz::must_succeed([&] { return parse_a1111_parameters(text); },
+                                                    "parsing formatted infotext");
     FUZZ_CHECK(again == info, "parse is not a fixed point of format:\n" + text);
   });
   structured_round_trip(data, size);

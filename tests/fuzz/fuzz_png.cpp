@@ -42,9 +42,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       unicode::decode_utf8(v, "text value");  // throws (an escape) if not UTF-8
       keys_ok = keys_ok && writable_key(k);
     }
-    const auto png = encode_png(img.rgb.data(), img.width, img.height,
-                                keys_ok ? img.text : std::map<std::string, std::string>{});
-    const Image again = decode_png(png.data(), png.size(), "re-encoded.png");
+    const auto png = fuzz::must_succeed(
+        [&] {
+          return encode_png(img.rgb.data(), img.width, img.height,
+                            keys_ok ? img.text : std::map<std::string, std::string>{});
+        },
+        "re-encoding a decoded image");
+    const Image again =
+        fuzz::must_succeed([&] { return decode_png(png.data(), png.size(), "re-encoded.png"); },
+                           "decoding the re-encoded image");
     FUZZ_CHECK(again.width == img.width && again.height == img.height && again.rgb == img.rgb,
                "pixels changed in an encode/decode round trip");
     if (keys_ok) FUZZ_CHECK(again.text == img.text, "text changed in a round trip");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "formats/safetensors.h"
@@ -71,8 +72,10 @@ void check_round_trip(const SafetensorsFile& f) {
     w.push_back({v.name, v.dtype, v.shape, v.data});
   }
   const std::string out = fuzz::scratch().write("round_trip.safetensors", "");
-  write_safetensors(out, w, f.metadata());
-  const SafetensorsFile g(out);
+  fuzz::must_succeed([&] { write_safetensors(out, w, f.metadata()); }, "writing it back");
+  const auto g_ptr = fuzz::must_succeed([&] { return std::make_unique<SafetensorsFile>(out); },
+                                        "reading the written file");
+  const SafetensorsFile& g = *g_ptr;
   FUZZ_CHECK(g.metadata() == f.metadata(), "metadata changed in a write/read round trip");
   FUZZ_CHECK(g.tensors().size() == f.tensors().size(), "tensor count changed in a round trip");
   for (const TensorView& v : f.tensors()) {

@@ -91,6 +91,18 @@ inline void rejected(const std::exception& e) {
   if (show) std::fprintf(stderr, "rejected: %s\n", e.what());
 }
 
+// Runs `f`, a step that must succeed on what the parser accepted (re-reading its own output):
+// an sdpal::Error there is an invariant violation, not a rejection.
+template <typename F>
+auto must_succeed(F&& f, const char* what) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "fuzz invariant violated: %s failed: %s\n", what, e.what());
+    std::abort();
+  }
+}
+
 inline std::string_view as_text(const uint8_t* data, size_t size) {
   return {reinterpret_cast<const char*>(data), size};
 }
