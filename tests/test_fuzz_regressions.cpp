@@ -11,7 +11,8 @@ namespace sdpal {
 namespace {
 
 // fuzz_infotext: a value that begins and ends with '"' was written bare and read back without its
-// quotes (the reader unquotes such values, as A1111's does).
+// quotes (the reader unquotes such values, as A1111's does); one with leading or trailing white
+// space lost it (the reader strips values and the last line).
 TEST(FuzzRegressions, InfotextValueInQuotesSurvivesARoundTrip) {
   GenerationInfo g;
   g.prompt = "p";
@@ -19,7 +20,8 @@ TEST(FuzzRegressions, InfotextValueInQuotesSurvivesARoundTrip) {
   g.sampler = "Euler";
   g.width = g.height = 8;
   g.model = "\"ab\"";
-  g.extra = {{"Note", "\"quoted\""}, {"Half", "\"open"}};
+  g.extra = {{"Note", "\"quoted\""}, {"Half", "\"open"}, {"Spaced", " a b "}};
+  g.version = "sdpal 5.1. 0.i ";
   const std::string text = a1111_parameters(g);
   EXPECT_EQ(parse_a1111_parameters(text), g) << text;
 }

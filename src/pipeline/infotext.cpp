@@ -147,10 +147,14 @@ bool json_unquote(const std::string& q, std::string* out) {
 }
 
 // A1111's infotext_utils.quote: JSON-quote values that would break the "k: v, k: v" syntax. Also
-// a value that starts with '"': written bare, the reader would take its quotes for quoting and
-// drop them ("\"ab\"" read back as "ab"; found by fuzzing).
+// a value that starts with '"' or starts or ends with white space: written bare, the reader would
+// take its quotes for quoting and drop them ("\"ab\"" read back as "ab") or strip the spaces
+// (found by fuzzing).
 std::string quote_value(const std::string& v) {
-  if (v.find_first_of(",\n:") == std::string::npos && (v.empty() || v.front() != '"')) return v;
+  const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  if (v.find_first_of(",\n:") == std::string::npos &&
+      (v.empty() || (v.front() != '"' && !space(v.front()) && !space(v.back()))))
+    return v;
   return json_quote(v);
 }
 
