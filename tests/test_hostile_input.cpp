@@ -30,7 +30,9 @@
 #include "models/config.h"
 #include "models/taesd.h"
 #include "models/unet.h"
+#include "models/vae.h"
 #include "pipeline/ftfy_fix.h"
+#include "pipeline/generate.h"
 #include "pipeline/model_files.h"
 #include "pipeline/scheduler.h"
 #include "pipeline/sd_model.h"
@@ -160,6 +162,13 @@ TEST_F(HostileInput, UnetConfigValuesAreBounded) {
   cfg["block_out_channels"] = {-8};
   expect_error([&] { UNetConfig::from_json(cfg, "unet/config.json"); },
                {"block_out_channels[0] is -8"});
+  cfg["block_out_channels"] = {32};
+  cfg["sample_size"] = 16777216;  // * the VAE factor would overflow the int image side
+  expect_error([&] { UNetConfig::from_json(cfg, "unet/config.json"); },
+               {"sample_size 16777216 is out of range [1, 8192]"});
+  json vae = {{"block_out_channels", std::vector<int>(40, 8)}};  // factor 1 << 39
+  expect_error([&] { VaeConfig::from_json(vae, "vae/config.json"); },
+               {"vae/config.json", "40 levels", "bound of 8"});
   expect_error([&] { cfg_int(json{{"n", 1e300}}, "n", "c.json"); }, {"c.json", "'n'", "integer"});
   expect_error(
       [&] {
@@ -178,6 +187,19 @@ TEST_F(HostileInput, HugeLayerCountFailsAtTheFirstMissingWeights) {
   cfg["transformer_layers_per_block"] = 16777216;
   write_text(m + "/unet/config.json", cfg.dump());
   expect_error([&] { StableDiffusion::load(m); }, {"transformer_blocks.1.", "missing tensor"});
+}
+
+// generate() itself bounds the batch (the CLI's --batch-size check does not cover other callers).
+TEST_F(HostileInput, GenerateBoundsTheBatch) {
+  SDPAL_REQUIRE_FIXTURES();
+  const auto m = StableDiffusion::load(test::model_dir("tiny-sd1"));
+  GenerateParams p;
+  p.prompts.assign(limits::kMaxBatch + 1, "a cube");
+  p.width = p.height = 64;
+  expect_error([&] { generate(*m, p); }, {"batch of 65 images", "bound of 64"});
+  p.prompts = {"a cube"};
+  p.steps = limits::kMaxSteps + 1;
+  expect_error([&] { generate(*m, p); }, {"steps must be between 1 and 1000, got 1001"});
 }
 
 // Shards named by a .index.json must lie beside it.

@@ -105,9 +105,10 @@ std::map<int, IndexKeys> scan_keys(const WeightStore& ws) {
 Conv2d load_conv(const WeightStore& ws, const std::string& path, int64_t in, int stride,
                  bool bias) {
   const Shape& w = ws.shape_of(join(path, "weight"));
-  if (w.size() != 4 || w[2] != w[3] || w[2] % 2 == 0)
+  // Bounded before narrowing to int: TAESD's kernels are 3x3 or 1x1.
+  if (w.size() != 4 || w[2] != w[3] || w[2] % 2 == 0 || w[2] > 15)
     fail(ws.label() + ": tensor '" + path + ".weight' in " + ws.source() + " has shape " +
-         shape_str(w) + ", not an odd square convolution kernel");
+         shape_str(w) + ", not an odd square convolution kernel (at most 15x15)");
   Conv2d c;
   c.load(ws, path, in, w[0], static_cast<int>(w[2]), stride, -1, bias);
   return c;
