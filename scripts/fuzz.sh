@@ -43,7 +43,9 @@ summary=()
 for h in "${harnesses[@]}"; do
   rm -rf "build-fuzz/findings/$h"  # findings of an earlier run
   mkdir -p "$work/$h/artifacts"
-  cp -r "tests/fuzz/corpus/$h" "$work/$h/corpus"
+  mkdir -p "$work/$h/corpus"
+  cp -r "tests/fuzz/corpus/$h/." "$work/$h/corpus/" 2>/dev/null ||
+    echo "=== fuzz: $h has no seed corpus (tests/fuzz/corpus/$h/): starting from nothing"
   echo "=== fuzz: $h for ${secs} s"
   # -timeout: seconds per input (a hang is a finding); -rss_limit_mb: memory out of proportion.
   # shellcheck disable=SC2086
