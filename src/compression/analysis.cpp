@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -122,7 +123,12 @@ AnalysisSettings AnalysisSettings::from_json(const ojson& j, const std::string& 
       integer_in(member(j, "width", w), 1, limits::kMaxImageSizePixels, w + ".width"));
   s.height = static_cast<int>(
       integer_in(member(j, "height", w), 1, limits::kMaxImageSizePixels, w + ".height"));
-  s.cfg_scale = static_cast<float>(number(member(j, "cfg_scale", w), w + ".cfg_scale"));
+  // Held as a float: a larger double (1e300) became inf, which the document then could not store
+  // (written as null, refused on resume; found by fuzz_analysis).
+  const double cfg = number(member(j, "cfg_scale", w), w + ".cfg_scale");
+  if (std::fabs(cfg) > std::numeric_limits<float>::max())
+    fail(w + ".cfg_scale " + std::to_string(cfg) + " is out of range");
+  s.cfg_scale = static_cast<float>(cfg);
   s.sampler = text(member(j, "sampler", w), w + ".sampler");
   s.timestep_spacing = text(member(j, "timestep_spacing", w), w + ".timestep_spacing");
   const auto& nb = member(j, "nbits", w);

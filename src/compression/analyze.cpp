@@ -183,9 +183,10 @@ void absorb(Analysis& into, const Analysis& from, const std::string& into_name,
   merge_agreeing(into.original, from.original, [&] { conflict("baselines.original"); });
   merge_agreeing(into.linear_8bit, from.linear_8bit, [&] { conflict("baselines.linear_8bit"); });
   auto lists = [&](auto& dst, const auto& src, const char* what) {
-    for (const auto& [n, layers] : src)
-      merge_agreeing(dst[n], layers, [&](const std::string& l) {
-        conflict(std::string(what) + "." + std::to_string(n) + "." + l);
+    // An iterator, not a structured binding: clang before 16 cannot capture bindings in lambdas.
+    for (auto it = src.begin(); it != src.end(); ++it)
+      merge_agreeing(dst[it->first], it->second, [&](const std::string& l) {
+        conflict(std::string(what) + "." + std::to_string(it->first) + "." + l);
       });
   };
   lists(into.single_layer, from.single_layer, "single_layer");

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -60,7 +61,12 @@ Int8AnalysisSettings settings_from_json(const ojson& j, const std::string& where
         integer_in(member(j, "width", where), 8, limits::kMaxImageSizePixels, where + ": width"));
     s.height = static_cast<int>(
         integer_in(member(j, "height", where), 8, limits::kMaxImageSizePixels, where + ": height"));
-    s.cfg_scale = member(j, "cfg_scale", where).get<float>();
+    // get<float>() of 1e300 gave inf, which the document could not store (found by
+    // fuzz_calibration).
+    const double cfg = member(j, "cfg_scale", where).get<double>();
+    if (!std::isfinite(cfg) || std::fabs(cfg) > std::numeric_limits<float>::max())
+      fail(where + ": cfg_scale " + std::to_string(cfg) + " is out of range");
+    s.cfg_scale = static_cast<float>(cfg);
     s.sampler = member(j, "sampler", where).get<std::string>();
     s.timestep_spacing = member(j, "timestep_spacing", where).get<std::string>();
     s.min_work_share = member(j, "min_work_share", where).get<double>();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/unicode_text.h"
@@ -145,9 +146,15 @@ bool json_unquote(const std::string& q, std::string* out) {
   return true;
 }
 
-// A1111's infotext_utils.quote: JSON-quote values that would break the "k: v, k: v" syntax.
+// A1111's infotext_utils.quote: JSON-quote values that would break the "k: v, k: v" syntax. Also
+// a value that starts with '"' or starts or ends with white space: written bare, the reader would
+// take its quotes for quoting and drop them ("\"ab\"" read back as "ab") or strip the spaces
+// (found by fuzzing).
 std::string quote_value(const std::string& v) {
-  if (v.find_first_of(",\n:") == std::string::npos) return v;
+  const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  if (v.find_first_of(",\n:") == std::string::npos &&
+      (v.empty() || (v.front() != '"' && !space(v.front()) && !space(v.back()))))
+    return v;
   return json_quote(v);
 }
 
@@ -213,6 +220,8 @@ T parse_number(const std::string& key, const std::string& raw) {
   const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (ec != std::errc() || end != v.data() + v.size() || v.empty())
     fail("infotext: invalid " + key + " value \"" + raw + "\"");
+  if constexpr (std::is_floating_point_v<T>)
+    if (!std::isfinite(out)) fail("infotext: " + key + " value \"" + raw + "\" is not finite");
   return out;
 }
 
@@ -351,9 +360,14 @@ GenerationInfo parse_a1111_parameters(const std::string& text) {
     } else if (k == "Denoising strength") {
       info.denoising_strength = parse_number<double>(k, value);
     } else if (k == "Clip skip") {
+      // Values the format cannot hold are refused: the writer leaves out a clip skip below 2 and a
+      // ratio of 0, so 0 or -1 would read back as 1 and 0 (found by fuzz_infotext).
       info.clip_skip = parse_number<int>(k, value);
+      if (info.clip_skip < 1) fail("infotext: Clip skip " + value + " is below 1");
     } else if (k == "Token merging ratio") {
       info.token_merging_ratio = parse_number<double>(k, value);
+      if (info.token_merging_ratio < 0)
+        fail("infotext: Token merging ratio " + value + " is negative");
     } else if (k == "RNG") {
       info.rng = value;
     } else if (k == "Version") {

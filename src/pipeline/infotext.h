@@ -49,7 +49,8 @@ std::string a1111_parameters(const GenerationInfo& info);
 // parse_generation_parameters rules: the last line holds the fields if it has at least three
 // "Key: value" pairs; lines are stripped). Unknown fields go to `extra`. Throws sdpal::Error
 // if a known numeric field (Steps, CFG scale, Seed, Size, Denoising strength, Clip skip, Token
-// merging ratio) is malformed.
+// merging ratio) is malformed, not finite, or out of the format's range (Clip skip below 1, a
+// negative ratio).
 GenerationInfo parse_a1111_parameters(const std::string& text);
 
 // A number as written in infotext: "7", "7.5", "0.75", "1e-05" (see above).
