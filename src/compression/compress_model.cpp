@@ -1,8 +1,7 @@
 #include "compression/compress_model.h"
 
-#include <unistd.h>
-
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -380,8 +379,8 @@ CompressSummary compress_model(const std::string& in, const std::string& out,
       fail("compress: per-layer setting for '" + key + "' matches no weight '" + key +
            ".weight' in the chosen components");
 
-  const fs::path tmp = dst.parent_path() /
-                       ("." + dst.filename().string() + ".sdpal-tmp-" + std::to_string(::getpid()));
+  // Built under a temp name and swapped in whole: a kill leaves the previous output or the new.
+  const fs::path tmp = temp_folder_for(dst);
   CompressSummary summary;
   try {
     fs::remove_all(tmp);
@@ -424,19 +423,16 @@ CompressSummary compress_model(const std::string& in, const std::string& out,
       for (const auto& f : cp.files)
         summary.weight_file_bytes_after +=
             fs::file_size(tmp / cp.component.name / fs::path(f).filename());
-    // Swap the finished folder in; an old output (empty, or replaced with --force) goes last.
-    fs::path old;
-    if (fs::exists(dst)) {
-      old = dst.parent_path() /
-            ("." + dst.filename().string() + ".sdpal-old-" + std::to_string(::getpid()));
-      fs::remove_all(old);
-      fs::rename(dst, old);
-    }
-    fs::rename(tmp, dst);
-    if (!old.empty()) fs::remove_all(old);
+    // A source truncated meanwhile was read as zeros (core/file_mapping.h): fail, keep no output.
+    for (const auto& cp : plans)
+      for (const auto& fp : cp.plans) fp.file->check_intact();
+    replace_folder_atomic(tmp, dst);  // an old output (empty, or --force) is removed
   } catch (const fs::filesystem_error& e) {
     std::error_code ec;
     fs::remove_all(tmp, ec);
+    const int err = e.code().value();
+    if (err == ENOSPC || err == EDQUOT || err == EFBIG)
+      fail("compress: " + write_error_message(out, err));
     fail("compress: cannot write " + out + ": " + e.what());
   } catch (...) {
     std::error_code ec;
