@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -268,10 +269,23 @@ void write_index(const std::string& src, const std::string& dst,
   });
 }
 
-// Copies a file; the copy is the user's to change or delete, whatever the source's mode.
+// Copies a file into the temp folder; the copy has the default mode (the user's to change or
+// delete, whatever the source's). Plain reads and writes, not fs::copy_file: its sendfile reports a
+// full disk as "Input/output error".
 void copy_file_writable(const fs::path& from, const fs::path& to) {
-  fs::copy_file(from, to, fs::copy_options::overwrite_existing);
-  fs::permissions(to, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add);
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> in(std::fopen(from.c_str(), "rb"), std::fclose);
+  if (!in) fail("compress: cannot read " + from.string() + ": " + std::strerror(errno));
+  std::FILE* out = std::fopen(to.c_str(), "wb");
+  if (!out) fail("compress: cannot write " + to.string() + ": " + std::strerror(errno));
+  std::vector<char> buf(1 << 20);
+  int err = 0;
+  size_t n = 0;
+  while (!err && (n = std::fread(buf.data(), 1, buf.size(), in.get())) > 0)
+    if (std::fwrite(buf.data(), 1, n, out) != n) err = errno;
+  const bool read_failed = std::ferror(in.get()) != 0;
+  if (std::fclose(out) != 0 && !err) err = errno;
+  if (err) fail("compress: " + write_error_message(to.string(), err));
+  if (read_failed) fail("compress: cannot read " + from.string());
 }
 
 // Copies everything except the weight files of the known component folders. Destinations are
