@@ -14,8 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 reports="$PWD/build-asan/sanitizer-reports"
-# Leak checking stays on everywhere (nothing in the suppressions file is needed today; the file
-# is where a leak of an uninstrumented library would be suppressed, by library name).
+# Leak checking stays on everywhere; scripts/lsan.supp suppresses leaks inside uninstrumented
+# libraries only, by library name (today: fontconfig's caches, never freed).
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1:log_path=$reports/asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan"
 export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
