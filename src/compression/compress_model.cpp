@@ -1,10 +1,10 @@
 #include "compression/compress_model.h"
 
-#include <unistd.h>
-
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -269,10 +269,23 @@ void write_index(const std::string& src, const std::string& dst,
   });
 }
 
-// Copies a file; the copy is the user's to change or delete, whatever the source's mode.
+// Copies a file into the temp folder; the copy has the default mode (the user's to change or
+// delete, whatever the source's). Plain reads and writes, not fs::copy_file: its sendfile reports a
+// full disk as "Input/output error".
 void copy_file_writable(const fs::path& from, const fs::path& to) {
-  fs::copy_file(from, to, fs::copy_options::overwrite_existing);
-  fs::permissions(to, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add);
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> in(std::fopen(from.c_str(), "rb"), std::fclose);
+  if (!in) fail("compress: cannot read " + from.string() + ": " + std::strerror(errno));
+  std::FILE* out = std::fopen(to.c_str(), "wb");
+  if (!out) fail("compress: cannot write " + to.string() + ": " + std::strerror(errno));
+  std::vector<char> buf(1 << 20);
+  int err = 0;
+  size_t n = 0;
+  while (!err && (n = std::fread(buf.data(), 1, buf.size(), in.get())) > 0)
+    if (std::fwrite(buf.data(), 1, n, out) != n) err = errno;
+  const bool read_failed = std::ferror(in.get()) != 0;
+  if (std::fclose(out) != 0 && !err) err = errno;
+  if (err) fail("compress: " + write_error_message(to.string(), err));
+  if (read_failed) fail("compress: cannot read " + from.string());
 }
 
 // Copies everything except the weight files of the known component folders. Destinations are
@@ -380,8 +393,8 @@ CompressSummary compress_model(const std::string& in, const std::string& out,
       fail("compress: per-layer setting for '" + key + "' matches no weight '" + key +
            ".weight' in the chosen components");
 
-  const fs::path tmp = dst.parent_path() /
-                       ("." + dst.filename().string() + ".sdpal-tmp-" + std::to_string(::getpid()));
+  // Built under a temp name and swapped in whole: a kill leaves the previous output or the new.
+  const fs::path tmp = temp_folder_for(dst);
   CompressSummary summary;
   try {
     fs::remove_all(tmp);
@@ -424,19 +437,16 @@ CompressSummary compress_model(const std::string& in, const std::string& out,
       for (const auto& f : cp.files)
         summary.weight_file_bytes_after +=
             fs::file_size(tmp / cp.component.name / fs::path(f).filename());
-    // Swap the finished folder in; an old output (empty, or replaced with --force) goes last.
-    fs::path old;
-    if (fs::exists(dst)) {
-      old = dst.parent_path() /
-            ("." + dst.filename().string() + ".sdpal-old-" + std::to_string(::getpid()));
-      fs::remove_all(old);
-      fs::rename(dst, old);
-    }
-    fs::rename(tmp, dst);
-    if (!old.empty()) fs::remove_all(old);
+    // A source truncated meanwhile was read as zeros (core/file_mapping.h): fail, keep no output.
+    for (const auto& cp : plans)
+      for (const auto& fp : cp.plans) fp.file->check_intact();
+    replace_folder_atomic(tmp, dst);  // an old output (empty, or --force) is removed
   } catch (const fs::filesystem_error& e) {
     std::error_code ec;
     fs::remove_all(tmp, ec);
+    const int err = e.code().value();
+    if (err == ENOSPC || err == EDQUOT || err == EFBIG)
+      fail("compress: " + write_error_message(out, err));
     fail("compress: cannot write " + out + ": " + e.what());
   } catch (...) {
     std::error_code ec;

@@ -13,6 +13,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/file_mapping.h"
 #include "core/limits.h"
 
 namespace sdpal {
@@ -73,24 +74,11 @@ std::string prescan_header(const uint8_t* p, size_t n) {
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   auto bad = [&](const std::string& why) { fail(path + ": not a valid safetensors file: " + why); };
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail("cannot open " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("cannot open " + path + ": not a regular file");
-  }
-  size_ = static_cast<size_t>(st.st_size);
-  if (size_ < 8) {
-    ::close(fd);
+  mapping_ = std::make_unique<FileMapping>(path);  // a truncation later is an error, not SIGBUS
+  size_ = mapping_->size();
+  if (size_ < 8)
     bad("file is " + std::to_string(size_) + " bytes, too short for a header (truncated?)");
-  }
-  map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map_ == MAP_FAILED) {
-    map_ = nullptr;
-    fail("cannot map " + path + ": " + std::strerror(errno));
-  }
+  map_ = const_cast<uint8_t*>(mapping_->data());
   try {
     const uint8_t* base = static_cast<const uint8_t*>(map_);
     uint64_t hlen = 0;
@@ -174,15 +162,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         bad("tensors '" + std::get<2>(ranges[i - 1]) + "' and '" + std::get<2>(ranges[i]) +
             "' overlap in the data region");
   } catch (...) {
-    ::munmap(map_, size_);
+    mapping_.reset();
     map_ = nullptr;
     throw;
   }
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(map_, size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
+
+void SafetensorsFile::check_intact() const { mapping_->check_intact(); }
 
 const TensorView* SafetensorsFile::find(const std::string& name) const {
   auto it = index_.find(name);
@@ -210,6 +198,7 @@ Tensor SafetensorsFile::to_f32(const std::string& name) const {
   const TensorView& v = get(name);
   Tensor t(v.shape);
   convert_to_f32(v.dtype, v.data, t.data(), v.numel());
+  check_intact();
   return t;
 }
 

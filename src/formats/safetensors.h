@@ -13,6 +13,8 @@
 
 namespace sdpal {
 
+class FileMapping;
+
 // A tensor inside a mapped file: dtype, shape and a pointer into the mapping.
 struct TensorView {
   std::string name;
@@ -41,12 +43,16 @@ class SafetensorsFile {
   // Copies a tensor into fp32 (any float/int dtype).
   Tensor to_f32(const std::string& name) const;
   size_t file_size() const { return size_; }
+  // Throws naming the file if it was truncated or changed in place since it was mapped (reads
+  // past its new end see zeros instead of raising SIGBUS: core/file_mapping.h).
+  void check_intact() const;
   // Drops the mapped pages wholly inside [p, p + n) from the process's resident set (they are
   // read from the file again if touched). False, doing nothing, if the range is not in this file.
   bool release_pages(const void* p, size_t n) const;
 
  private:
   std::string path_;
+  std::unique_ptr<FileMapping> mapping_;
   void* map_ = nullptr;
   size_t size_ = 0;
   std::vector<TensorView> tensors_;

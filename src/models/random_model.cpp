@@ -374,8 +374,7 @@ RandomModelSummary write_random_model(const ModelConfigs& configs, const std::st
   if (is_nonempty_dir(target) && !opt.force)
     fail("random model: " + target.string() + " is not empty (use --force to replace it)");
   fs::create_directories(target.parent_path());
-  const fs::path tmp = target.parent_path() /
-                       ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  const fs::path tmp = temp_folder_for(target);
   fs::remove_all(tmp);
 
   RandomModelSummary sum;
@@ -421,8 +420,7 @@ RandomModelSummary write_random_model(const ModelConfigs& configs, const std::st
                     seconds_since(t0));
       log(line);
     }
-    if (fs::exists(target)) fs::remove_all(target);  // empty, or --force
-    fs::rename(tmp, target);
+    replace_folder_atomic(tmp, target);  // an existing target (empty, or --force) is removed
   } catch (const fs::filesystem_error& e) {
     std::error_code ignored;
     fs::remove_all(tmp, ignored);

@@ -109,6 +109,10 @@ std::string WeightStore::source() const {
   return s.empty() ? label_ : s;
 }
 
+void WeightStore::check_files() const {
+  for (const auto& f : files_) f->check_intact();
+}
+
 const TensorView& WeightStore::get(const std::string& name, const Shape& expect) const {
   if (compressed_.count(name))
     fail(label_ + ": tensor '" + name + "' in " + source() +

@@ -96,6 +96,9 @@ class WeightStore {
   // Names never fetched through get()/param(): unknown keys after a model is built.
   std::vector<std::string> unused() const;
   std::string source() const;  // the files, for error messages
+  // Throws naming the file if one of the mapped files was truncated or changed in place since it
+  // was mapped (SafetensorsFile::check_intact): results computed from this store are void.
+  void check_files() const;
   int64_t total_bytes() const;
   int64_t count_dtype(DType t) const;
 

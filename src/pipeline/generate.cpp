@@ -230,6 +230,12 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
   return latents;
 }
 
+// A model file truncated or rewritten during the run was read as zeros (core/file_mapping.h).
+void check_model_files(const StableDiffusion& m) {
+  for (const WeightStore* ws : {m.te_ws.get(), m.unet_ws.get(), m.vae_ws.get()})
+    if (ws) ws->check_files();
+}
+
 }  // namespace
 
 Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
@@ -239,7 +245,9 @@ Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor&
   SDPAL_CHECK(context.ndim() == 3 && context.dim(0) == rows,
               "denoise_latents: context has shape " + shape_str(context.shape()) + ", expected " +
                   std::to_string(rows) + " rows");
-  return run_denoising(m, unet, context, p, unet_calls);
+  Tensor latents = run_denoising(m, unet, context, p, unet_calls);
+  check_model_files(m);
+  return latents;
 }
 
 GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
@@ -298,6 +306,7 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
   } else {
     res.image01 = decode_latents(m, latents);
   }
+  check_model_files(m);
   return res;
 }
 

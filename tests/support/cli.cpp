@@ -19,7 +19,7 @@ std::string slurp(const std::string& path) {
 }
 }  // namespace
 
-CliResult run_cli(const std::vector<std::string>& args) {
+CliResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env) {
   char out_tmpl[] = "/tmp/sdpal-cli-out-XXXXXX";
   char err_tmpl[] = "/tmp/sdpal-cli-err-XXXXXX";
   int out_fd = mkstemp(out_tmpl), err_fd = mkstemp(err_tmpl);
@@ -34,6 +34,7 @@ CliResult run_cli(const std::vector<std::string>& args) {
     std::vector<std::string> copy = args;
     for (auto& a : copy) argv.push_back(a.data());
     argv.push_back(nullptr);
+    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     execv(exe.c_str(), argv.data());
     _exit(127);
   }
@@ -42,6 +43,7 @@ CliResult run_cli(const std::vector<std::string>& args) {
   close(out_fd);
   close(err_fd);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   r.out = slurp(out_tmpl);
   r.err = slurp(err_tmpl);
   std::remove(out_tmpl);
