@@ -171,8 +171,10 @@ TEST_F(Sdxl, Vae) {
 // Listed here so that the suite's cases exist without the fixtures (they skip then);
 // AllPipelineCasesAreListed checks the list against the manifest.
 const std::vector<std::string> kPipelineCases = {
-    "pipeline_ddim", "pipeline_euler",           "pipeline_dpmpp_2m",      "pipeline_dpmpp_2m_karras",
-    "pipeline_pndm", "pipeline_euler_ancestral", "pipeline_euler_neg_none"};
+    "pipeline_ddim",          "pipeline_euler",
+    "pipeline_dpmpp_2m",      "pipeline_dpmpp_2m_karras",
+    "pipeline_pndm",          "pipeline_euler_ancestral",
+    "pipeline_euler_neg_none"};
 
 TEST_F(Sdxl, AllPipelineCasesAreListed) {
   SDPAL_REQUIRE_FIXTURES();
@@ -245,8 +247,8 @@ TEST_P(SdxlPipeline, CliMatchesDiffusers) {
   SDPAL_REQUIRE_FIXTURES();
   Case c = load_case(kFixture, GetParam());
   const GenerateParams p = params_of(c);
-  const fs::path dir = fs::temp_directory_path() /
-                       ("sdpal-sdxl-" + std::to_string(::getpid()) + "-" + GetParam());
+  const fs::path dir =
+      fs::temp_directory_path() / ("sdpal-sdxl-" + std::to_string(::getpid()) + "-" + GetParam());
   fs::create_directories(dir);
   for (size_t b = 0; b < p.prompts.size(); ++b) {
     Tensor noise = c.in("noise").slice0(b, b + 1);
@@ -340,13 +342,26 @@ TEST_F(Sdxl, MicroConditioning) {
   const fs::path dir = fs::temp_directory_path() / ("sdpal-sdxl-mc-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   auto cli = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args = {"generate",  "-q",      "--model",
-                                     model_dir(kFixture), "-p",  "a red cube",
-                                     "-W",        "96",      "-H",
-                                     "64",        "--steps", "2",
-                                     "--sampler", "euler",   "--seed",
-                                     "3",         "--output", (dir / "o.png").string(),
-                                     "--save-latents", (dir / "l.safetensors").string()};
+    std::vector<std::string> args = {"generate",
+                                     "-q",
+                                     "--model",
+                                     model_dir(kFixture),
+                                     "-p",
+                                     "a red cube",
+                                     "-W",
+                                     "96",
+                                     "-H",
+                                     "64",
+                                     "--steps",
+                                     "2",
+                                     "--sampler",
+                                     "euler",
+                                     "--seed",
+                                     "3",
+                                     "--output",
+                                     (dir / "o.png").string(),
+                                     "--save-latents",
+                                     (dir / "l.safetensors").string()};
     args.insert(args.end(), extra.begin(), extra.end());
     const CliResult r = run_cli(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -361,9 +376,9 @@ TEST_F(Sdxl, MicroConditioning) {
   o.crop_left = 7;
   o.target_width = 640;
   o.target_height = 480;
-  EXPECT_EQ(max_abs_diff(cli({"--original-size", "1024x768", "--crop", "5,7", "--target-size",
-                              "640x480"}),
-                         generate(m(), o).latents),
+  EXPECT_EQ(max_abs_diff(
+                cli({"--original-size", "1024x768", "--crop", "5,7", "--target-size", "640x480"}),
+                generate(m(), o).latents),
             0.0);
   for (const char* bad : {"1024", "axb", "-1x5", "10x"}) {
     const CliResult r = run_cli({"generate", "-q", "--model", model_dir(kFixture), "-p", "x",
@@ -450,7 +465,8 @@ TEST_P(SdxlLora, MergedWeights) {
 }
 
 TEST_P(SdxlLora, Pipeline) {
-  for (const char* id : {"sdxl_pipeline_nolora", "sdxl_pipeline_lora_s1", "sdxl_pipeline_lora_s0p5"}) {
+  for (const char* id :
+       {"sdxl_pipeline_nolora", "sdxl_pipeline_lora_s1", "sdxl_pipeline_lora_s0p5"}) {
     const Case c = load_case("tiny-lora", id);
     GenerateParams p;
     for (const auto& t : c.params()["prompts"]) p.prompts.push_back(t);
@@ -467,8 +483,10 @@ TEST_P(SdxlLora, Pipeline) {
       p.loras = {{file_, s, s}};
     }
     const GenerateResult r = generate(m(), p);
-    expect_close(r.latents, c.out("latents"), c.atol("latents"), 1e-4, std::string(id) + " latents");
-    expect_close(r.image01, c.out("image_01"), c.atol("image_01"), 1e-4, std::string(id) + " image");
+    expect_close(r.latents, c.out("latents"), c.atol("latents"), 1e-4,
+                 std::string(id) + " latents");
+    expect_close(r.image01, c.out("image_01"), c.atol("image_01"), 1e-4,
+                 std::string(id) + " image");
   }
 }
 

@@ -221,8 +221,7 @@ LoraAttachReport attach_loras(const std::vector<WeightLayer*>& layers, const std
     by_name[l->name] = l;
     by_flat[flatten(l->name)] = l;
     if (lpb > 0)  // kohya files with SGM block names ("kohya_sgm") name the same layers
-      if (const std::string sgm = sgm_name(l->name, lpb); !sgm.empty())
-        by_flat[flatten(sgm)] = l;
+      if (const std::string sgm = sgm_name(l->name, lpb); !sgm.empty()) by_flat[flatten(sgm)] = l;
   }
   LoraAttachReport report;
   std::map<WeightLayer*, LowRankBranches> branches;

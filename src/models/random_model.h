@@ -56,9 +56,9 @@ ModelConfigs model_configs_from_folder(const std::string& dir);
 struct RandomModelOptions {
   DType dtype = DType::F16;  // F16 or F32
   uint64_t seed = 0;
-  std::string tokenizer_dir;  // CLIP tokenizer files copied into tokenizer/ (required)
+  std::string tokenizer_dir;    // CLIP tokenizer files copied into tokenizer/ (required)
   std::string tokenizer_2_dir;  // SDXL: tokenizer_2/ (pads with '!'); required with text_encoder_2
-  bool force = false;         // replace a non-empty output folder
+  bool force = false;           // replace a non-empty output folder
   std::function<void(const std::string&)> log;  // progress lines (optional)
 };
 
@@ -68,9 +68,9 @@ struct RandomModelSummary {
 };
 
 // Writes a complete diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
-// scheduler/; for SDXL also text_encoder_2/, tokenizer_2/) with random weights. The folder is assembled under a temporary name beside
-// `out_dir` and renamed into place at the end; an existing non-empty `out_dir` is refused unless
-// opt.force. Throws sdpal::Error naming the problem.
+// scheduler/; for SDXL also text_encoder_2/, tokenizer_2/) with random weights. The folder is
+// assembled under a temporary name beside `out_dir` and renamed into place at the end; an existing
+// non-empty `out_dir` is refused unless opt.force. Throws sdpal::Error naming the problem.
 RandomModelSummary write_random_model(const ModelConfigs& configs, const std::string& out_dir,
                                       const RandomModelOptions& opt);
 

@@ -244,13 +244,12 @@ Tensor UNet::added_embedding(const TextTimeCond& a, int64_t B) const {
   const int64_t n = a.time_ids.ndim() == 2 ? a.time_ids.dim(1) : -1;
   const int64_t E = cfg_.addition_time_embed_dim;
   SDPAL_CHECK(a.text_embeds.ndim() == 2 && a.text_embeds.dim(0) == B && a.time_ids.ndim() == 2 &&
-                  a.time_ids.dim(0) == B &&
-                  P + n * E == cfg_.projection_class_embeddings_input_dim,
+                  a.time_ids.dim(0) == B && P + n * E == cfg_.projection_class_embeddings_input_dim,
               "unet: text_embeds " + shape_str(a.text_embeds.shape()) + " and time_ids " +
                   shape_str(a.time_ids.shape()) + " do not fit a batch of " + std::to_string(B) +
                   " and add_embedding's input width " +
-                  std::to_string(cfg_.projection_class_embeddings_input_dim) + " (= text_embeds + " +
-                  std::to_string(E) + " per time id)");
+                  std::to_string(cfg_.projection_class_embeddings_input_dim) +
+                  " (= text_embeds + " + std::to_string(E) + " per time id)");
   std::vector<float> ids(a.time_ids.data(), a.time_ids.data() + a.time_ids.numel());
   const Tensor t = sinusoidal_embedding(ids, E, cfg_.flip_sin_to_cos, cfg_.freq_shift);
   Tensor in({B, P + n * E});

@@ -40,12 +40,14 @@ void validate(const StableDiffusion& m, const GenerateParams& p) {
               "give one negative prompt, or one per prompt");
   if (p.init_image)
     SDPAL_CHECK(p.strength > 0.f && p.strength <= 1.f, "strength must be in (0, 1]");
-  for (const auto& [what, v] :
-       {std::pair{"original width", p.original_width}, {"original height", p.original_height},
-        {"target width", p.target_width}, {"target height", p.target_height},
-        {"crop top", p.crop_top}, {"crop left", p.crop_left}})
-    SDPAL_CHECK(v >= 0 && v <= 65536, std::string("SDXL ") + what + " must be from 0 to 65536, got " +
-                                          std::to_string(v));
+  for (const auto& [what, v] : {std::pair{"original width", p.original_width},
+                                {"original height", p.original_height},
+                                {"target width", p.target_width},
+                                {"target height", p.target_height},
+                                {"crop top", p.crop_top},
+                                {"crop left", p.crop_left}})
+    SDPAL_CHECK(v >= 0 && v <= 65536,
+                std::string("SDXL ") + what + " must be from 0 to 65536, got " + std::to_string(v));
   if (m.unet->needs_text_time())
     SDPAL_CHECK(!p.init_image, "img2img with SDXL models is not supported yet");
   check_tome_options(p.tome);
@@ -281,8 +283,8 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
     if (m.text_encoder_2) pooled = concat0({&uncond.pooled, &cond.pooled});
   }
 
-  const Tensor latents = run_denoising(m, unet, context, m.text_encoder_2 ? &pooled : nullptr, p,
-                                       &res.unet_calls);
+  const Tensor latents =
+      run_denoising(m, unet, context, m.text_encoder_2 ? &pooled : nullptr, p, &res.unet_calls);
   res.latents = latents;
   if (p.taesd_decoder) {
     res.image01 = p.taesd_decoder->decode(latents);

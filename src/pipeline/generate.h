@@ -18,7 +18,7 @@ namespace sdpal {
 class Taesd;
 
 struct GenerateParams {
-  std::vector<std::string> prompts;           // one per image
+  std::vector<std::string> prompts;  // one per image
   // Empty (none given), one, or one per prompt. None given: "" for SD 1/2; for SDXL models with
   // force_zeros_for_empty_prompt all-zero unconditional embeddings (diffusers' negative_prompt
   // None), whereas an explicit "" is encoded.

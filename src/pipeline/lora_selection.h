@@ -21,10 +21,10 @@ std::vector<LoraUse> loras_from_tags(const std::vector<ExtraNetworkTag>& tags,
                                      const std::string& lora_dir);
 
 struct AdaptedModel {
-  std::optional<UNet> unet;                   // set when a LoRA adapts the UNet
-  std::optional<ClipTextModel> text_encoder;  // set when a LoRA adapts the text encoder
+  std::optional<UNet> unet;                     // set when a LoRA adapts the UNet
+  std::optional<ClipTextModel> text_encoder;    // set when a LoRA adapts the text encoder
   std::optional<ClipTextModel> text_encoder_2;  // SDXL: set when a LoRA adapts text_encoder_2
-  std::vector<std::string> warnings;          // modules that matched no layer
+  std::vector<std::string> warnings;            // modules that matched no layer
 };
 
 // Copies of m's UNet and text encoder(s) with `loras` attached (merged into dense weights when

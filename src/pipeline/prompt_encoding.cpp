@@ -55,9 +55,9 @@ Tensor encode_chunks(const StableDiffusion& m, const ClipTextModel& te,
 
 // [1, T, D1] ++ [1, T, D2] on the feature axis -> [1, T, D1 + D2].
 Tensor concat_features(const Tensor& a, const Tensor& b) {
-  SDPAL_CHECK(a.dim(0) == b.dim(0) && a.dim(1) == b.dim(1),
-              "cannot join text encoder outputs " + shape_str(a.shape()) + " and " +
-                  shape_str(b.shape()));
+  SDPAL_CHECK(
+      a.dim(0) == b.dim(0) && a.dim(1) == b.dim(1),
+      "cannot join text encoder outputs " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
   const int64_t rows = a.dim(0) * a.dim(1), D1 = a.dim(2), D2 = b.dim(2);
   Tensor out({a.dim(0), a.dim(1), D1 + D2});
   for (int64_t r = 0; r < rows; ++r) {

@@ -71,10 +71,12 @@ void load_second_text_encoder(StableDiffusion& m, const fs::path& p, const LoadO
   const std::string where = (p / "text_encoder_2" / "config.json").string();
   const ClipTextConfig cfg = ClipTextConfig::from_json(read_json_file(where), where);
   SDPAL_CHECK(cfg.projection_dim > 0,
-              where + ": SDXL's text_encoder_2 must be a CLIPTextModelWithProjection "
-                      "(config \"architectures\")");
+              where +
+                  ": SDXL's text_encoder_2 must be a CLIPTextModelWithProjection "
+                  "(config \"architectures\")");
   m.text_encoder_2 = std::make_unique<ClipTextModel>(*m.te2_ws, cfg);
-  m.tokenizer_2 = std::make_unique<ClipTokenizer>(ClipTokenizer::load((p / "tokenizer_2").string()));
+  m.tokenizer_2 =
+      std::make_unique<ClipTokenizer>(ClipTokenizer::load((p / "tokenizer_2").string()));
   // diffusers' StableDiffusionXLPipeline registers it with default true.
   const fs::path index = p / "model_index.json";
   m.force_zeros_for_empty_prompt =
@@ -87,8 +89,9 @@ void load_second_text_encoder(StableDiffusion& m, const fs::path& p, const LoadO
 void check_sdxl_conditioning(const StableDiffusion& m) {
   const UNetConfig& u = m.unet->config();
   SDPAL_CHECK(u.addition_embed_type == "text_time",
-              m.path + ": a model with text_encoder_2 needs a UNet with addition_embed_type "
-                       "\"text_time\" (SDXL)");
+              m.path +
+                  ": a model with text_encoder_2 needs a UNet with addition_embed_type "
+                  "\"text_time\" (SDXL)");
   const int64_t want = m.text_encoder_2->config().projection_dim + 6 * u.addition_time_embed_dim;
   SDPAL_CHECK(u.projection_class_embeddings_input_dim == want,
               m.path + ": the UNet's projection_class_embeddings_input_dim is " +
@@ -179,8 +182,9 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
                   std::to_string(m->unet->config().cross_attention_dim[0]));
   if (m->text_encoder_2) check_sdxl_conditioning(*m);
   SDPAL_CHECK(m->text_encoder_2 || !m->unet->needs_text_time(),
-              path + ": the UNet has SDXL's added conditions (addition_embed_type \"text_time\") "
-                     "but the model has no text_encoder_2");
+              path +
+                  ": the UNet has SDXL's added conditions (addition_embed_type \"text_time\") "
+                  "but the model has no text_encoder_2");
   SDPAL_CHECK(m->unet->config().in_channels == m->vae->config().latent_channels,
               path + ": the UNet takes " + std::to_string(m->unet->config().in_channels) +
                   " input channels but the VAE has " +

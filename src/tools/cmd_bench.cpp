@@ -12,8 +12,8 @@
 #include <filesystem>
 #include <limits>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "compression/quality.h"
@@ -398,8 +398,8 @@ void run(const Options& o) {
         added->text_embeds = pseudo_random({o.batch, pooled}, 3);
         added->time_ids = Tensor({o.batch, n});
         for (int64_t b = 0; b < o.batch; ++b) {
-          const float row[6] = {float(s.height), float(s.width), 0, 0, float(s.height),
-                                float(s.width)};
+          const float row[6] = {float(s.height), float(s.width), 0, 0,
+                                float(s.height), float(s.width)};
           std::copy_n(row, n, added->time_ids.data() + b * n);
         }
       }

@@ -51,10 +51,10 @@ std::pair<int, int> parse_pair(const std::string& text, char sep, const char* fl
   } catch (const std::exception&) {
     a = b = -1;
   }
-  SDPAL_CHECK(at != std::string::npos && used_a == at && used_b == text.size() - at - 1 &&
-                  a >= 0 && b >= 0 && a <= 65536 && b <= 65536,
-              std::string(flag) + " must be " + form + " (integers from 0 to 65536), got '" + text +
-                  "'");
+  SDPAL_CHECK(
+      at != std::string::npos && used_a == at && used_b == text.size() - at - 1 && a >= 0 &&
+          b >= 0 && a <= 65536 && b <= 65536,
+      std::string(flag) + " must be " + form + " (integers from 0 to 65536), got '" + text + "'");
   return {a, b};
 }
 
@@ -143,7 +143,8 @@ void run(const GenerateArgs& a) {
   if (!a.target_size.empty())
     std::tie(p.target_width, p.target_height) =
         parse_pair(a.target_size, 'x', "--target-size", "WIDTHxHEIGHT");
-  if (!a.crop.empty()) std::tie(p.crop_top, p.crop_left) = parse_pair(a.crop, ',', "--crop", "TOP,LEFT");
+  if (!a.crop.empty())
+    std::tie(p.crop_top, p.crop_left) = parse_pair(a.crop, ',', "--crop", "TOP,LEFT");
   const int side = default_image_size(*model);
   p.width = a.width > 0 ? a.width : side;
   p.height = a.height > 0 ? a.height : side;

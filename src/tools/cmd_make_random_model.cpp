@@ -24,7 +24,9 @@ struct Options {
 std::string default_tokenizer(const std::string& arch, const char* sub = "tokenizer") {
   // The real CLIP tokenizer files (SD2's and SDXL's tokenizer_2 pad with '!') ship with the
   // golden fixtures.
-  const std::string fixture = arch == "sd21" ? "tiny-sd2" : arch == "sdxl" ? "tiny-sdxl" : "tiny-sd1";
+  const std::string fixture = arch == "sd21"   ? "tiny-sd2"
+                              : arch == "sdxl" ? "tiny-sdxl"
+                                               : "tiny-sd1";
   return (std::filesystem::path(SDPAL_SOURCE_DIR) / ".." / "shared" / "fixtures" / fixture /
           "model" / sub)
       .lexically_normal()
