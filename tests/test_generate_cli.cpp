@@ -1,6 +1,7 @@
 // `sdpal generate` end to end on the built-in demo model: what its PNGs record reproduces them.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -132,7 +133,7 @@ TEST_F(GenerateCli, NoiseFromFileIsRecordedInsteadOfTheRng) {
 // as written, and --no-prompt-syntax encodes the text as diffusers does (and says so).
 TEST_F(GenerateCli, PromptSyntaxOnByDefaultAndOffOnRequest) {
   const std::string model = std::string(SDPAL_SOURCE_DIR) + "/models/demo-fashion";
-  const std::string prompt = "a (black:1.6) [bag] <lora:none:0.5>";
+  const std::string prompt = "a (black:1.6) [bag] <hypernet:none:0.5>";
   auto gen = [&](const std::string& p, const std::string& out, bool syntax) {
     std::vector<std::string> args = {"generate", "--model", model, "--prompt", p, "--steps", "2",
                                      "--seed", "7", "--output", path(out)};
@@ -142,7 +143,7 @@ TEST_F(GenerateCli, PromptSyntaxOnByDefaultAndOffOnRequest) {
     return r;
   };
   const auto weighted = gen(prompt, "w.png", true);
-  EXPECT_NE(weighted.err.find("<lora:none:0.5> was removed"), std::string::npos) << weighted.err;
+  EXPECT_NE(weighted.err.find("<hypernet:...> was removed"), std::string::npos) << weighted.err;
   gen("a black bag", "plain.png", true);
   gen(prompt, "off.png", false);
   const Image w = read_png(path("w.png")), plain = read_png(path("plain.png"));
@@ -153,6 +154,47 @@ TEST_F(GenerateCli, PromptSyntaxOnByDefaultAndOffOnRequest) {
   EXPECT_EQ(info.prompt, prompt);
   EXPECT_EQ(extra(info, "Prompt syntax"), "");
   EXPECT_EQ(extra(parse_a1111_parameters(off.text.at("parameters")), "Prompt syntax"), "off");
+}
+
+// LoRA through the CLI: --lora FILE:W equals the <lora:name:W> tag from --lora-dir, the
+// infotext records "Lora hashes", and --lora-merge gives (nearly) the same image.
+TEST_F(GenerateCli, LoraByFileAndByPromptTag) {
+  const std::string fx = std::string(SDPAL_SOURCE_DIR) + "/../shared/fixtures";
+  if (!std::filesystem::exists(fx + "/tiny-lora")) GTEST_SKIP() << "../shared/fixtures absent";
+  const std::string model = fx + "/tiny-sd1/model", lora = fx + "/tiny-lora/lora";
+  std::filesystem::copy_file(lora + "/sd1_lora_kohya.safetensors", path("style.safetensors"));
+  auto gen = [&](std::vector<std::string> extra_args, const std::string& prompt,
+                 const std::string& out) {
+    std::vector<std::string> args = {"generate", "--model", model,  "--prompt", prompt,
+                                     "--steps",  "3",     "--seed", "5",        "--width",
+                                     "64",       "--height", "64",  "--quiet",  "--output",
+                                     path(out)};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return read_png(path(out));
+  };
+  const Image byfile = gen({"--lora", path("style.safetensors") + ":0.5"}, "a dog", "f.png");
+  const Image bytag = gen({"--lora-dir", path("")}, "a dog <lora:style:0.5>", "t.png");
+  const Image none = gen({}, "a dog", "n.png");
+  const Image merged =
+      gen({"--lora", path("style.safetensors") + ":0.5", "--lora-merge"}, "a dog", "m.png");
+  EXPECT_EQ(byfile.rgb, bytag.rgb);
+  EXPECT_NE(byfile.rgb, none.rgb);
+  int maxdiff = 0;
+  for (size_t i = 0; i < merged.rgb.size(); ++i)
+    maxdiff = std::max(maxdiff, std::abs(int(merged.rgb[i]) - int(byfile.rgb[i])));
+  EXPECT_LE(maxdiff, 2);
+  const GenerationInfo info = parse_a1111_parameters(bytag.text.at("parameters"));
+  EXPECT_EQ(info.prompt, "a dog <lora:style:0.5>");
+  EXPECT_EQ(extra(info, "Lora hashes").substr(0, 7), "style: ");
+  EXPECT_EQ(extra(info, "Lora hashes").size(), 7u + 12u);
+  // A missing file is a clear error, and nothing is written.
+  const auto bad = run_cli({"generate", "--model", model, "--prompt", "a dog <lora:nope:1>",
+                            "--lora-dir", path(""), "--steps", "1", "--output", path("bad.png")});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("nope"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(path("bad.png")));
 }
 
 }  // namespace

@@ -6,12 +6,15 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "formats/safetensors.h"
+#include "pipeline/embeddings.h"
 #include "pipeline/extra_networks.h"
 #include "pipeline/generate.h"
 #include "pipeline/prompt_chunks.h"
 #include "pipeline/prompt_encoding.h"
 #include "pipeline/prompt_syntax.h"
 #include "support/fixtures.h"
+#include "support/temp_dir.h"
 
 using namespace sdpal;
 
@@ -373,6 +376,86 @@ TEST_F(PromptEncoding, GenerateWithALongPromptAndGuidance) {
   for (int64_t i = 0; i < r.latents.numel(); ++i)
     diff = std::max(diff, double(std::abs(r.latents[i] - plain.latents[i])));
   EXPECT_GT(diff, 0.0);
+}
+
+// Textual inversion: an embedding whose vectors are the token embeddings of "red cube" makes
+// "a rdcb on a table" encode exactly as "a red cube on a table".
+class TextualInversionTest : public test::TempDirTest {
+ protected:
+  void SetUp() override {
+    test::TempDirTest::SetUp();
+    SDPAL_REQUIRE_FIXTURES();
+    m_ = StableDiffusion::load(test::model_dir("tiny-sd1"));
+  }
+  Tensor token_vectors(const std::string& text) {
+    const auto ids = m_->tokenizer->tokenize(text);
+    const TensorView& emb = m_->te_ws->get("text_model.embeddings.token_embedding.weight");
+    const int64_t D = emb.shape[1];
+    Tensor t({static_cast<int64_t>(ids.size()), D});
+    for (size_t i = 0; i < ids.size(); ++i)
+      convert_to_f32(emb.dtype, emb.data + ids[i] * D * dtype_size(emb.dtype), t.data() + i * D, D);
+    return t;
+  }
+  void write(const std::string& name, const Tensor& t) {
+    write_safetensors_f32(path(name + ".safetensors"), {{"emb_params", &t}});
+  }
+  std::unique_ptr<StableDiffusion> m_;
+};
+
+TEST_F(TextualInversionTest, EmbeddingEqualsTheTokensItWasMadeOf) {
+  write("rdcb", token_vectors("red cube"));
+  write("rdcb2", token_vectors("blue sphere on grass"));  // a longer name sharing a prefix
+  const EmbeddingLibrary lib = EmbeddingLibrary::load_dir(path(""), *m_->tokenizer);
+  ASSERT_EQ(lib.size(), 2u);
+  PromptEncodingOptions with;
+  with.embeddings = &lib;
+  const auto got = encode_prompt_batch(*m_, {"a rdcb on a table"}, with);
+  const auto want = encode_prompt_batch(*m_, {"a red cube on a table"}, {});
+  ASSERT_EQ(got.hidden.shape(), want.hidden.shape());
+  for (int64_t i = 0; i < want.hidden.numel(); ++i) ASSERT_EQ(got.hidden[i], want.hidden[i]) << i;
+  // The longer name wins where both match; weights apply to its vectors.
+  const auto longer = encode_prompt_batch(*m_, {"(rdcb2:1.2) at dusk"}, with);
+  const auto spelled = encode_prompt_batch(*m_, {"(blue sphere on grass:1.2) at dusk"}, {});
+  for (int64_t i = 0; i < spelled.hidden.numel(); ++i)
+    ASSERT_NEAR(longer.hidden[i], spelled.hidden[i], 1e-6) << i;
+  // Without the library the name is ordinary text.
+  const auto plain = encode_prompt_batch(*m_, {"a rdcb on a table"}, {});
+  double diff = 0;
+  for (int64_t i = 0; i < want.hidden.numel(); ++i)
+    diff = std::max(diff, double(std::abs(plain.hidden[i] - want.hidden[i])));
+  EXPECT_GT(diff, 1e-4);
+}
+
+TEST_F(TextualInversionTest, EmbeddingThatDoesNotFitStartsTheNextChunk) {
+  write("rdcb", token_vectors("red cube"));
+  const EmbeddingLibrary lib = EmbeddingLibrary::load_dir(path(""), *m_->tokenizer);
+  std::string p;
+  for (int i = 0; i < 74; ++i) p += "cat ";
+  ChunkingOptions co;
+  co.embeddings = &lib;
+  const auto chunks = chunk_prompt(*m_->tokenizer, parse_prompt_attention(p + "rdcb"), co);
+  ASSERT_EQ(chunks.size(), 2u);
+  ASSERT_EQ(chunks[1].embeddings.size(), 1u);
+  EXPECT_EQ(chunks[1].embeddings[0].pos, 1);
+  EXPECT_TRUE(chunks[0].embeddings.empty());
+}
+
+TEST_F(TextualInversionTest, BadEmbeddingsGiveClearErrors) {
+  const Tensor wide = Tensor::full({2, 48}, 0.1f);
+  write("wide", wide);
+  const EmbeddingLibrary lib = EmbeddingLibrary::load_dir(path(""), *m_->tokenizer);
+  PromptEncodingOptions with;
+  with.embeddings = &lib;
+  try {
+    encode_prompt_batch(*m_, {"a wide shot"}, with);
+    ADD_FAILURE() << "a 48-wide embedding was used in a 32-wide encoder";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("width 48"), std::string::npos) << e.what();
+  }
+  const Tensor a = Tensor::full({2, 32}, 0.1f), b = Tensor::full({2, 32}, 0.2f);
+  write_safetensors_f32(path("two.safetensors"), {{"a", &a}, {"b", &b}});
+  EXPECT_THROW(EmbeddingLibrary::load_dir(path(""), *m_->tokenizer), Error);
+  EXPECT_THROW(EmbeddingLibrary::load_dir(path("nothere"), *m_->tokenizer), Error);
 }
 
 }  // namespace

@@ -81,9 +81,9 @@ TEST_F(Sdxl, TextEncoders) {
   const ClipTextOutput last = m().text_encoder->forward(ids_1, 0);
   expect_close(last.hidden, c.out("te1_last_hidden_state"), c.atol("te1_last_hidden_state"), 1e-4,
                "te1 last");
-  const ClipTextOutput t1 = m().text_encoder->forward(ids_1, 1, /*final_norm=*/false);
+  const ClipTextOutput t1 = m().text_encoder->forward(ids_1, 1, {}, /*final_norm=*/false);
   expect_close(t1.hidden, c.out("te1_penultimate"), c.atol("te1_penultimate"), 1e-4, "te1 pen");
-  const ClipTextOutput t2 = m().text_encoder_2->forward(ids_2, 1, /*final_norm=*/false);
+  const ClipTextOutput t2 = m().text_encoder_2->forward(ids_2, 1, {}, /*final_norm=*/false);
   expect_close(t2.hidden, c.out("te2_penultimate"), c.atol("te2_penultimate"), 1e-4, "te2 pen");
   expect_close(t2.text_embeds, c.out("te2_text_embeds"), c.atol("te2_text_embeds"), 1e-4,
                "te2 text_embeds");

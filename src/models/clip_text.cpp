@@ -68,6 +68,7 @@ std::vector<WeightLayer*> ClipTextModel::weight_layers() {
 }
 
 ClipTextOutput ClipTextModel::forward(const std::vector<std::vector<int>>& ids, int skip,
+                                      const std::vector<TokenEmbeddingOverride>& overrides,
                                       bool final_norm) const {
   SDPAL_CHECK(!ids.empty(), "text encoder: no prompts");
   SDPAL_CHECK(skip >= 0 && skip < cfg_.layers,
@@ -89,6 +90,15 @@ ClipTextOutput ClipTextModel::forward(const std::vector<std::vector<int>>& ids, 
       float* row = x.data() + (b * T + t) * D;
       convert_to_f32(tok_emb_->dtype, tok_emb_->data + static_cast<size_t>(id) * D * es, row, D);
       for (int64_t d = 0; d < D; ++d) row[d] += pos[t * D + d];
+    }
+  }
+  for (const TokenEmbeddingOverride& o : overrides) {
+    SDPAL_CHECK(o.row >= 0 && o.row < B && o.pos >= 0 && o.count >= 0 && o.pos + o.count <= T,
+                "text encoder: an embedding override lies outside the token batch");
+    for (int64_t t = o.pos; t < o.pos + o.count; ++t) {
+      float* row = x.data() + (o.row * T + t) * D;
+      const float* v = o.data + (t - o.pos) * D;
+      for (int64_t d = 0; d < D; ++d) row[d] = v[d] + pos[t * D + d];
     }
   }
   // All layers run: the pooled output comes from the last one whichever layer is selected.

@@ -27,14 +27,23 @@ struct ClipTextOutput {
   Tensor text_embeds;  // [B, projection_dim]: text_projection(pooled); empty without projection
 };
 
+// Token embeddings replaced by given vectors before the transformer (textual inversion): batch row
+// `row`, positions [pos, pos + count), `count` vectors of `hidden` floats at `data`.
+struct TokenEmbeddingOverride {
+  int64_t row = 0, pos = 0, count = 0;
+  const float* data = nullptr;
+};
+
 class ClipTextModel {
  public:
   ClipTextModel(const WeightStore& ws, const ClipTextConfig& cfg);
   const ClipTextConfig& config() const { return cfg_; }
   // ids: [B][T] token ids. skip_layers = diffusers' clip_skip (0: last layer; 1: penultimate...).
+  // overrides: token embeddings replaced before the transformer (textual inversion).
   // final_norm: apply final_layer_norm to that layer's output (SD 1/2 do; SDXL takes the raw
   // hidden state). pooled / text_embeds always come from the last layer.
   ClipTextOutput forward(const std::vector<std::vector<int>>& ids, int skip_layers = 0,
+                         const std::vector<TokenEmbeddingOverride>& overrides = {},
                          bool final_norm = true) const;
   // Every Linear, in forward order (e.g. to attach LoRA branches to a copy of the model).
   std::vector<WeightLayer*> weight_layers();

@@ -263,6 +263,11 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
   PromptEncodingOptions eo{p.clip_skip, p.prompt_syntax};
   if (adapted.text_encoder) eo.text_encoder = &*adapted.text_encoder;
   if (adapted.text_encoder_2) eo.text_encoder_2 = &*adapted.text_encoder_2;
+  EmbeddingLibrary embeddings;
+  if (p.prompt_syntax && !p.embeddings_dir.empty()) {
+    embeddings = EmbeddingLibrary::load_dir(p.embeddings_dir, *m.tokenizer);
+    eo.embeddings = &embeddings;
+  }
   EncodedPrompts cond = encode_prompt_batch(m, p.prompts, eo);
   Tensor context = cond.hidden, pooled = cond.pooled;
   res.warnings.insert(res.warnings.end(), cond.warnings.begin(), cond.warnings.end());

@@ -46,6 +46,9 @@ struct GenerateParams {
   std::vector<LoraUse> loras;
   std::string lora_dir;
   bool lora_merge = false;
+  // Textual-inversion embeddings (pipeline/embeddings.h): a folder of .safetensors files, used
+  // where their names appear in a prompt (prompt syntax on). Empty: none.
+  std::string embeddings_dir;
   // Reproduction of a reference run: initial noise [B,4,h,w] (or [4,h,w], repeated) and per-step
   // noise [steps,B,4,h,w] for ancestral samplers; they replace the seeded RNG.
   std::optional<Tensor> init_noise, step_noise;

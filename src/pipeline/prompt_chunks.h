@@ -7,18 +7,30 @@
 #pragma once
 #include <vector>
 
+#include "pipeline/embeddings.h"
 #include "pipeline/prompt_syntax.h"
 #include "pipeline/tokenizer.h"
 
 namespace sdpal {
 
+// A textual-inversion embedding placed in a chunk: its vectors replace the token embeddings at
+// ids [pos, pos + vectors) (those ids are 0, as in A1111).
+struct EmbeddingPlacement {
+  int64_t pos = 0;
+  const TextualInversion* embedding = nullptr;
+};
+
 struct PromptChunk {
   std::vector<int> ids;            // tokenizer.max_length() ids (77)
   std::vector<float> multipliers;  // one per id; 1 for BOS, EOS and padding
+  std::vector<EmbeddingPlacement> embeddings;
 };
 
 struct ChunkingOptions {
   int comma_padding_backtrack = 20;  // A1111's default; 0 disables it
+  // Embedding names to look for in the tokens (null: none). An embedding never straddles two
+  // chunks: one that does not fit starts the next.
+  const EmbeddingLibrary* embeddings = nullptr;
 };
 
 // Never empty: an empty prompt gives one chunk (BOS, EOS, padding).

@@ -39,12 +39,33 @@ int skip_layers(const StableDiffusion& m, int clip_skip) {
 }
 
 // Encodes chunks with one encoder: [1, 77*k, D]; pooled (if given) receives the first chunk's
-// projected pooled output.
+// projected pooled output. second: the encoder is SDXL's text_encoder_2.
 Tensor encode_chunks(const StableDiffusion& m, const ClipTextModel& te,
-                     const std::vector<PromptChunk>& chunks, int clip_skip, Tensor* pooled) {
+                     const std::vector<PromptChunk>& chunks, int clip_skip, Tensor* pooled,
+                     bool second = false) {
   std::vector<std::vector<int>> ids;
-  for (const auto& c : chunks) ids.push_back(c.ids);
-  ClipTextOutput o = te.forward(ids, skip_layers(m, clip_skip), /*final_norm=*/!is_sdxl(m));
+  std::vector<TokenEmbeddingOverride> overrides;
+  const int64_t width = te.config().hidden;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    ids.push_back(chunks[c].ids);
+    for (const EmbeddingPlacement& e : chunks[c].embeddings) {
+      // SDXL embeddings hold clip_l vectors for text_encoder and clip_g for text_encoder_2.
+      const Tensor& v = second ? e.embedding->vectors_g : e.embedding->vectors;
+      SDPAL_CHECK(v.ndim() == 2,
+                  "embedding " + e.embedding->path +
+                      " has no clip_g vectors for SDXL's second text encoder (an SD 1/2 "
+                      "embedding?)");
+      SDPAL_CHECK(v.dim(1) == width, "embedding " + e.embedding->path + " has vectors of width " +
+                                         std::to_string(v.dim(1)) + ", this text encoder's are " +
+                                         std::to_string(width) +
+                                         " wide (an embedding for another architecture?)");
+      const int64_t n =
+          std::min<int64_t>(v.dim(0), static_cast<int64_t>(chunks[c].ids.size()) - 1 - e.pos);
+      overrides.push_back({static_cast<int64_t>(c), e.pos, n, v.data()});
+    }
+  }
+  ClipTextOutput o =
+      te.forward(ids, skip_layers(m, clip_skip), overrides, /*final_norm=*/!is_sdxl(m));
   Tensor h = std::move(o.hidden);  // [k, 77, D]
   const int64_t T = h.dim(1), D = h.dim(2);
   for (size_t c = 0; c < chunks.size(); ++c)
@@ -77,18 +98,21 @@ Encoded encode_with_syntax(const StableDiffusion& m, const std::string& text,
                            const PromptEncodingOptions& opt, std::vector<ExtraNetworkTag>* tags) {
   const std::string plain = strip_extra_networks(text, tags);
   const std::vector<PromptRun> runs = parse_prompt_attention(plain);
-  std::vector<PromptChunk> chunks = chunk_prompt(*m.tokenizer, runs);
+  ChunkingOptions co;
+  co.embeddings = opt.embeddings;
+  std::vector<PromptChunk> chunks = chunk_prompt(*m.tokenizer, runs, co);
   Encoded e;
   if (!is_sdxl(m)) {
     e.hidden = encode_chunks(m, encoder(m, opt), chunks, opt.clip_skip, nullptr);
     return e;
   }
-  std::vector<PromptChunk> chunks_2 = chunk_prompt(*m.tokenizer_2, runs);
+  std::vector<PromptChunk> chunks_2 = chunk_prompt(*m.tokenizer_2, runs, co);
   const size_t k = std::max(chunks.size(), chunks_2.size());
   pad_chunks(chunks, k, *m.tokenizer);
   pad_chunks(chunks_2, k, *m.tokenizer_2);
   const Tensor h1 = encode_chunks(m, encoder(m, opt), chunks, opt.clip_skip, nullptr);
-  const Tensor h2 = encode_chunks(m, encoder_2(m, opt), chunks_2, opt.clip_skip, &e.pooled);
+  const Tensor h2 =
+      encode_chunks(m, encoder_2(m, opt), chunks_2, opt.clip_skip, &e.pooled, /*second=*/true);
   e.hidden = concat_features(h1, h2);
   return e;
 }
@@ -104,10 +128,10 @@ Encoded encode_plain(const StableDiffusion& m, const std::string& text,
                         "(prompt syntax is off; with it on, long prompts are chunked)");
   const int skip = skip_layers(m, opt.clip_skip);
   Encoded e;
-  e.hidden = encoder(m, opt).forward(ids, skip, /*final_norm=*/!is_sdxl(m)).hidden;
+  e.hidden = encoder(m, opt).forward(ids, skip, {}, /*final_norm=*/!is_sdxl(m)).hidden;
   if (!is_sdxl(m)) return e;
   const std::vector<std::vector<int>> ids_2{m.tokenizer_2->encode_padded(text)};
-  ClipTextOutput o = encoder_2(m, opt).forward(ids_2, skip, /*final_norm=*/false);
+  ClipTextOutput o = encoder_2(m, opt).forward(ids_2, skip, {}, /*final_norm=*/false);
   e.hidden = concat_features(e.hidden, o.hidden);
   e.pooled = std::move(o.text_embeds);
   return e;
@@ -170,7 +194,7 @@ Tensor pad_with_empty_chunks(const StableDiffusion& m, const Tensor& hidden, int
   Tensor e = encode_chunks(m, encoder(m, opt), {empty}, opt.clip_skip, nullptr);  // [1, C, D]
   if (is_sdxl(m))
     e = concat_features(e, encode_chunks(m, encoder_2(m, opt), {empty_chunk(*m.tokenizer_2)},
-                                         opt.clip_skip, nullptr));
+                                         opt.clip_skip, nullptr, /*second=*/true));
   Tensor out({N, tokens, D});
   for (int64_t b = 0; b < N; ++b) {
     float* dst = out.data() + b * tokens * D;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "pipeline/embeddings.h"
 #include "pipeline/extra_networks.h"
 #include "pipeline/sd_model.h"
 
@@ -29,6 +30,8 @@ struct PromptEncodingOptions {
   // The text encoders to run (e.g. copies with LoRA branches); null: the model's own.
   const ClipTextModel* text_encoder = nullptr;
   const ClipTextModel* text_encoder_2 = nullptr;  // SDXL
+  // Textual-inversion embeddings found by name in the prompts (syntax on only; null: none).
+  const EmbeddingLibrary* embeddings = nullptr;
 };
 
 struct EncodedPrompts {

@@ -14,6 +14,7 @@
 #include "models/taesd.h"
 #include "pipeline/generate.h"
 #include "pipeline/infotext.h"
+#include "pipeline/lora_selection.h"
 #include "tools/command.h"
 #include "tools/options.h"
 #include "tools/progress.h"
@@ -31,9 +32,11 @@ struct GenerateArgs {
   int64_t seed = -1;
   std::string init_noise, step_noise, save_latents, init_image, taesd, preview,
       resize_mode = "crop";
-  bool quiet = false, no_prompt_syntax = false;
+  bool quiet = false, no_prompt_syntax = false, lora_merge = false;
   bool negative_given = false;  // -n "" differs from no -n for SDXL (force_zeros_for_empty_prompt)
   std::string original_size, crop, target_size;  // SDXL micro-conditioning
+  std::vector<std::string> loras;
+  std::string lora_dir, embeddings_dir;
   ToMeOptions tome;
 };
 
@@ -74,6 +77,23 @@ std::string output_name(const std::string& out, int i, int n) {
   return (p.parent_path() /
           (p.stem().string() + "-" + std::to_string(i + 1) + p.extension().string()))
       .string();
+}
+
+// --lora FILE[:WEIGHT]: the weight is the part after the last ':' when it is a number.
+LoraUse parse_lora_spec(const std::string& spec) {
+  std::string path = spec;
+  float w = 1.f;
+  if (const size_t c = spec.rfind(':'); c != std::string::npos && c + 1 < spec.size()) {
+    char* end = nullptr;
+    const std::string num = spec.substr(c + 1);
+    const float v = std::strtof(num.c_str(), &end);
+    if (end && *end == '\0' && std::isfinite(v)) {
+      path = spec.substr(0, c);
+      w = v;
+    }
+  }
+  SDPAL_CHECK(std::filesystem::is_regular_file(path), "--lora " + spec + ": no file " + path);
+  return {LoraFile::load(path), w, w};
 }
 
 std::string sampler_display(const std::string& s) {
@@ -158,6 +178,10 @@ void run(const GenerateArgs& a) {
   p.eta = a.eta;
   p.clip_skip = a.clip_skip;
   p.prompt_syntax = !a.no_prompt_syntax;
+  for (const std::string& spec : a.loras) p.loras.push_back(parse_lora_spec(spec));
+  p.lora_dir = a.lora_dir;
+  p.lora_merge = a.lora_merge;
+  p.embeddings_dir = a.embeddings_dir;
   p.tome = a.tome;
   p.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : (std::random_device{}() & 0xffffffffu);
   if (!a.init_noise.empty()) p.init_noise = read_tensor_file(a.init_noise, "noise", "--init-noise");
@@ -214,6 +238,7 @@ void run(const GenerateArgs& a) {
   if (model->int8_layers > 0) info.extra.emplace_back("int8", "W8A8");
   // Not an A1111 key (A1111 always parses prompts): says the prompt was encoded as diffusers does.
   if (a.no_prompt_syntax) info.extra.emplace_back("Prompt syntax", "off");
+  if (!r.loras.empty()) info.extra.emplace_back("Lora hashes", lora_hashes(r.loras));
   info.token_merging_ratio = a.tome.ratio;
   // The seed reproduces the image only when it drew all the noise (torch's CPU generator,
   // reimplemented: docs/rng.md). Noise read from --init-noise / --step-noise is not in the
@@ -284,6 +309,18 @@ const bool registered = register_command(
                     "Encode prompts as diffusers does: no (emphasis:1.2), [less], BREAK or "
                     "<lora:...> syntax, truncated at 77 tokens (default: A1111 syntax, prompts "
                     "of any length in 75-token chunks; docs/prompts.md)");
+       app.add_option("--lora", a->loras,
+                      "LoRA file to apply, FILE or FILE:WEIGHT (repeatable; weight 1 by default); "
+                      "it runs beside the weights, whatever their form")
+           ->type_name("FILE[:WEIGHT]");
+       app.add_option("--lora-dir", a->lora_dir,
+                      "Folder of LoRA files for <lora:name:weight> tags in the prompt");
+       app.add_flag("--lora-merge", a->lora_merge,
+                    "Merge LoRAs into the (uncompressed) weights for this run: faster steps, more "
+                    "memory; compressed layers keep the low-rank branch");
+       app.add_option("--embeddings-dir", a->embeddings_dir,
+                      "Folder of textual-inversion embeddings (.safetensors), used where their "
+                      "file names appear in the prompt");
        app.add_option("-o,--output", a->output, "Output PNG (a batch adds -1, -2, ...)")
            ->capture_default_str();
        app.add_option("--init-image", a->init_image, "img2img: start from this PNG");
