@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "formats/safetensors.h"
 #include "models/lora.h"
+#include "pipeline/embeddings.h"
 #include "pipeline/generate.h"
 #include "pipeline/lora_selection.h"
 #include "pipeline/prompt_encoding.h"
@@ -493,5 +494,49 @@ TEST_P(SdxlLora, Pipeline) {
 INSTANTIATE_TEST_SUITE_P(Formats, SdxlLora,
                          ::testing::Values("sdxl_lora_kohya", "sdxl_lora_kohya_sgm",
                                            "sdxl_lora_diffusers"));
+
+}  // namespace
+
+// ---- Textual inversion on SDXL: clip_l vectors for text_encoder, clip_g for text_encoder_2 ------
+
+namespace {
+
+Tensor token_vectors(const WeightStore& ws, const ClipTokenizer& tok, const std::string& text) {
+  const auto ids = tok.tokenize(text);
+  const TensorView& emb = ws.get("text_model.embeddings.token_embedding.weight");
+  const int64_t D = emb.shape[1];
+  Tensor t({static_cast<int64_t>(ids.size()), D});
+  for (size_t i = 0; i < ids.size(); ++i)
+    convert_to_f32(emb.dtype, emb.data + ids[i] * D * dtype_size(emb.dtype), t.data() + i * D, D);
+  return t;
+}
+
+TEST_F(Sdxl, EmbeddingWithClipLAndClipG) {
+  SDPAL_REQUIRE_FIXTURES();
+  const fs::path dir = fs::temp_directory_path() / ("sdpal-sdxl-ti-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const Tensor l = token_vectors(*m().te_ws, *m().tokenizer, "red cube");
+  const Tensor g = token_vectors(*m().te2_ws, *m().tokenizer_2, "red cube");
+  write_safetensors_f32((dir / "rdcb.safetensors").string(), {{"clip_l", &l}, {"clip_g", &g}});
+  const EmbeddingLibrary lib = EmbeddingLibrary::load_dir(dir.string(), *m().tokenizer);
+  PromptEncodingOptions with;
+  with.embeddings = &lib;
+  const EncodedPrompts got = encode_prompt_batch(m(), {"a rdcb on a table"}, with);
+  const EncodedPrompts want = encode_prompt_batch(m(), {"a red cube on a table"}, {});
+  EXPECT_EQ(max_abs_diff(got.hidden, want.hidden), 0.0);
+  EXPECT_EQ(max_abs_diff(got.pooled, want.pooled), 0.0);
+  // An SD 1/2 embedding (one tensor) has nothing for the second encoder.
+  fs::remove(dir / "rdcb.safetensors");
+  write_safetensors_f32((dir / "rdcb.safetensors").string(), {{"emb_params", &l}});
+  const EmbeddingLibrary sd1 = EmbeddingLibrary::load_dir(dir.string(), *m().tokenizer);
+  with.embeddings = &sd1;
+  try {
+    encode_prompt_batch(m(), {"a rdcb on a table"}, with);
+    ADD_FAILURE() << "an embedding without clip_g was used on SDXL";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("clip_g"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
 
 }  // namespace
