@@ -54,13 +54,30 @@ TEST_F(GenerateCli, EachBatchImageIsReproducedFromItsOwnInfotext) {
   EXPECT_NE(first.rgb, second.rgb);
 
   const int pos = std::stoi(extra(info, "Batch pos"));
-  const auto again = run_cli(
-      {"generate", "--model", model, "--prompt", info.prompt, "--negative-prompt",
-       info.negative_prompt, "--steps", std::to_string(info.steps), "--seed",
-       std::to_string(info.seed), "--batch-size", extra(info, "Batch size"), "--cfg-scale",
-       a1111_number(info.cfg_scale), "--sampler", sampler_flag(info.sampler), "--width",
-       std::to_string(info.width), "--height", std::to_string(info.height), "--quiet",
-       "--output", path("again.png")});
+  const auto again = run_cli({"generate",
+                              "--model",
+                              model,
+                              "--prompt",
+                              info.prompt,
+                              "--negative-prompt",
+                              info.negative_prompt,
+                              "--steps",
+                              std::to_string(info.steps),
+                              "--seed",
+                              std::to_string(info.seed),
+                              "--batch-size",
+                              extra(info, "Batch size"),
+                              "--cfg-scale",
+                              a1111_number(info.cfg_scale),
+                              "--sampler",
+                              sampler_flag(info.sampler),
+                              "--width",
+                              std::to_string(info.width),
+                              "--height",
+                              std::to_string(info.height),
+                              "--quiet",
+                              "--output",
+                              path("again.png")});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   const Image redo = read_png(path("again-" + std::to_string(pos + 1) + ".png"));
   EXPECT_EQ(redo.rgb, second.rgb);
@@ -72,9 +89,9 @@ TEST_F(GenerateCli, EachBatchImageIsReproducedFromItsOwnInfotext) {
 TEST_F(GenerateCli, DpmppSdeIsSeeded) {
   const std::string model = std::string(SDPAL_SOURCE_DIR) + "/models/demo-fashion";
   for (const char* out : {"a.png", "b.png"}) {
-    const auto r = run_cli({"generate", "--model", model, "--prompt", "a bag", "--steps", "4",
-                            "--seed", "5", "--sampler", "dpmpp_2m_sde", "--quiet", "--output",
-                            path(out)});
+    const auto r =
+        run_cli({"generate", "--model", model, "--prompt", "a bag", "--steps", "4", "--seed", "5",
+                 "--sampler", "dpmpp_2m_sde", "--quiet", "--output", path(out)});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   const Image a = read_png(path("a.png")), b = read_png(path("b.png"));
@@ -87,7 +104,8 @@ TEST_F(GenerateCli, SingleImageInfotextHasNoBatchFields) {
   const auto r = run_cli({"generate", "--model", model, "--prompt", "a shoe", "--steps", "2",
                           "--seed", "3", "--quiet", "--output", path("one.png")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const GenerationInfo info = parse_a1111_parameters(read_png(path("one.png")).text.at("parameters"));
+  const GenerationInfo info =
+      parse_a1111_parameters(read_png(path("one.png")).text.at("parameters"));
   EXPECT_EQ(info.seed, 3u);
   EXPECT_EQ(info.rng, "CPU");
   EXPECT_EQ(extra(info, "Batch size"), "");
@@ -135,8 +153,8 @@ TEST_F(GenerateCli, PromptSyntaxOnByDefaultAndOffOnRequest) {
   const std::string model = std::string(SDPAL_SOURCE_DIR) + "/models/demo-fashion";
   const std::string prompt = "a (black:1.6) [bag] <hypernet:none:0.5>";
   auto gen = [&](const std::string& p, const std::string& out, bool syntax) {
-    std::vector<std::string> args = {"generate", "--model", model, "--prompt", p, "--steps", "2",
-                                     "--seed", "7", "--output", path(out)};
+    std::vector<std::string> args = {"generate", "--model", model, "--prompt", p,        "--steps",
+                                     "2",        "--seed",  "7",   "--output", path(out)};
     if (!syntax) args.push_back("--no-prompt-syntax");
     const auto r = run_cli(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -165,10 +183,9 @@ TEST_F(GenerateCli, LoraByFileAndByPromptTag) {
   std::filesystem::copy_file(lora + "/sd1_lora_kohya.safetensors", path("style.safetensors"));
   auto gen = [&](std::vector<std::string> extra_args, const std::string& prompt,
                  const std::string& out) {
-    std::vector<std::string> args = {"generate", "--model", model,  "--prompt", prompt,
-                                     "--steps",  "3",     "--seed", "5",        "--width",
-                                     "64",       "--height", "64",  "--quiet",  "--output",
-                                     path(out)};
+    std::vector<std::string> args = {
+        "generate", "--model", model, "--prompt", prompt, "--steps", "3",        "--seed",
+        "5",        "--width", "64",  "--height", "64",   "--quiet", "--output", path(out)};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     const auto r = run_cli(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;

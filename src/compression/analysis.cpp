@@ -12,6 +12,7 @@
 #include "core/format.h"
 #include "core/json_checked.h"
 #include "core/json_file.h"
+#include "core/limits.h"
 
 namespace sdpal {
 
@@ -19,6 +20,11 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 using namespace json_checked;
+
+// Recipes one analysis proposes (sdpal analyze --num-recipes): far more than a chart can show.
+constexpr int64_t kMaxRecipes = 1000;
+// Elements of a whole analysed model: the sum of the candidates' sizes must not overflow.
+constexpr int64_t kMaxAnalysedElements = int64_t(1) << 50;
 
 bool valid_recipe_bits(int b) { return b == 1 || b == 2 || b == 4 || b == 6 || b == 8 || b == 16; }
 
@@ -33,10 +39,12 @@ Recipe parse_recipe(const ojson& j, const std::string& what) {
   Recipe r;
   for (const auto& [layer, bits] : j.items()) {
     if (layer.empty()) fail(what + ": empty layer name");
-    if (!bits.is_number_integer() || !valid_recipe_bits(bits.get<int>()))
+    // Read as int64: get<int>() of 4294967298 would wrap around to a valid 2.
+    if (!bits.is_number_integer() || bits.get<int64_t>() < 0 || bits.get<int64_t>() > 16 ||
+        !valid_recipe_bits(static_cast<int>(bits.get<int64_t>())))
       fail(what + ": layer '" + layer + "' has bits " + bits.dump() +
            ", not one of 1, 2, 4, 6, 8, 16");
-    r[layer] = bits.get<int>();
+    r[layer] = static_cast<int>(bits.get<int64_t>());
   }
   return r;
 }
@@ -108,9 +116,12 @@ AnalysisSettings AnalysisSettings::from_json(const ojson& j, const std::string& 
       fail(w + ".seeds holds " + v.dump() + ", not a seed");
     s.seeds.push_back(v.get<uint64_t>());
   }
-  s.steps = static_cast<int>(integer(member(j, "steps", w), w + ".steps"));
-  s.width = static_cast<int>(integer(member(j, "width", w), w + ".width"));
-  s.height = static_cast<int>(integer(member(j, "height", w), w + ".height"));
+  // Bounded before narrowing to int (2^32 + 1 steps must not become 1).
+  s.steps = static_cast<int>(integer_in(member(j, "steps", w), 1, limits::kMaxSteps, w + ".steps"));
+  s.width = static_cast<int>(
+      integer_in(member(j, "width", w), 1, limits::kMaxImageSizePixels, w + ".width"));
+  s.height = static_cast<int>(
+      integer_in(member(j, "height", w), 1, limits::kMaxImageSizePixels, w + ".height"));
   s.cfg_scale = static_cast<float>(number(member(j, "cfg_scale", w), w + ".cfg_scale"));
   s.sampler = text(member(j, "sampler", w), w + ".sampler");
   s.timestep_spacing = text(member(j, "timestep_spacing", w), w + ".timestep_spacing");
@@ -120,7 +131,8 @@ AnalysisSettings AnalysisSettings::from_json(const ojson& j, const std::string& 
   for (const auto& v : nb) s.nbits.push_back(nbits_key(v.dump(), w + ".nbits"));
   s.min_elements = integer(member(j, "min_elements", w), w + ".min_elements");
   s.group_size = integer(member(j, "group_size", w), w + ".group_size");
-  s.num_recipes = static_cast<int>(integer(member(j, "num_recipes", w), w + ".num_recipes"));
+  s.num_recipes =
+      static_cast<int>(integer_in(member(j, "num_recipes", w), 1, kMaxRecipes, w + ".num_recipes"));
   if (j.contains("target_bits") && !j["target_bits"].is_null())
     s.target_bits = number(j["target_bits"], w + ".target_bits");
   if (j.contains("target_psnr") && !j["target_psnr"].is_null())
@@ -335,15 +347,16 @@ Analysis Analysis::from_json(const ojson& j, const std::string& where, bool requ
   std::set<std::string> known;
   if (require_settings || j.contains("model")) {
     const auto& m = object_at(j, "model", where);
-    a.model.unet_parameters =
-        integer(member(m, "unet_parameters", where + ".model"), where + ".model.unet_parameters");
+    a.model.unet_parameters = integer_in(member(m, "unet_parameters", where + ".model"), 0,
+                                         kMaxAnalysedElements, where + ".model.unet_parameters");
     a.model.fingerprint =
         text(member(m, "fingerprint", where + ".model"), where + ".model.fingerprint");
     const auto& c = object_at(m, "candidates", where + ".model");
     for (const auto& [name, n] : c.items()) {
       const int64_t e = integer(n, where + ".model.candidates." + name);
-      if (e <= 0)
-        fail(where + ".model.candidates." + name + " has " + std::to_string(e) + " elements");
+      if (e <= 0 || e > limits::kMaxTensorElements)
+        fail(where + ".model.candidates." + name + " has " + std::to_string(e) +
+             " elements (bound: 1.." + std::to_string(limits::kMaxTensorElements) + ")");
       a.model.candidates.push_back({name, e});
       known.insert(name);
     }
@@ -360,7 +373,8 @@ Analysis Analysis::from_json(const ojson& j, const std::string& where, bool requ
         fail(w + ": candidates and sizes are not lists of the same length");
       for (size_t i = 0; i < names.size(); ++i) {
         a.model.candidates.push_back(
-            {text(names[i], w + ".candidates[]"), integer(sizes[i], w + ".sizes[]")});
+            {text(names[i], w + ".candidates[]"),
+             integer_in(sizes[i], 1, limits::kMaxTensorElements, w + ".sizes[]")});
         known.insert(a.model.candidates.back().name);
       }
       break;

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/format.h"
+#include "core/limits.h"
 
 namespace sdpal {
 
@@ -18,10 +19,14 @@ AnalysisReport make_report(const Analysis& a) {
   r.title = a.model_version.empty() ? "mixed-bit palettization" : a.model_version;
   r.original = a.original;
   r.linear_8bit = a.linear_8bit;
-  for (const auto& c : a.model.candidates) r.analysed_elements += c.elements;
+  // Checked sums: an analysis file's sizes must not wrap around to a small or negative total.
+  for (const auto& c : a.model.candidates)
+    r.analysed_elements = checked_add(r.analysed_elements, c.elements, "analysed layer sizes");
   const double total = static_cast<double>(r.analysed_elements);
-  const int64_t rest =
-      a.model.unet_parameters > 0 ? a.model.unet_parameters - r.analysed_elements : -1;
+  // The UNet's other parameters; none known (-1) when the file gives fewer than the analysed ones.
+  const int64_t rest = a.model.unet_parameters >= r.analysed_elements && a.model.unet_parameters > 0
+                           ? a.model.unet_parameters - r.analysed_elements
+                           : -1;
   auto row = [&](const std::string& name, bool recipe, double bits, std::optional<double> psnr) {
     ReportRow w;
     w.name = name;
@@ -37,9 +42,9 @@ AnalysisReport make_report(const Analysis& a) {
     if (!a.cumulative_complete(n)) continue;
     ChartCurve c;
     c.nbits = n;
-    double done = 0;
+    int64_t done = 0;
     for (const auto& layer : a.cumulative_order.at(n)) {
-      done += a.elements_of(layer);
+      done = checked_add(done, a.elements_of(layer), "cumulative layer sizes");
       c.points.push_back(
           {done / total * (16.0 - n) / 16.0 * 100.0, mean_psnr(a.cumulative.at(n).at(layer))});
     }

@@ -17,6 +17,7 @@
 #include "core/format.h"
 #include "core/json_checked.h"
 #include "core/json_file.h"
+#include "core/limits.h"
 #include "models/unet.h"
 #include "pipeline/generate.h"
 
@@ -28,6 +29,9 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 using namespace json_checked;
+
+// Shards of one int8 analysis (one per machine or process): far more than anyone runs.
+constexpr int64_t kMaxShards = 1 << 16;
 
 ojson settings_json(const Int8AnalysisSettings& s) {
   ojson j;
@@ -49,9 +53,13 @@ Int8AnalysisSettings settings_from_json(const ojson& j, const std::string& where
   try {
     s.prompts = member(j, "prompts", where).get<std::vector<std::string>>();
     s.seeds = member(j, "seeds", where).get<std::vector<uint64_t>>();
-    s.steps = member(j, "steps", where).get<int>();
-    s.width = member(j, "width", where).get<int>();
-    s.height = member(j, "height", where).get<int>();
+    // Bounded integers: get<int>() of 1e30 would be undefined behaviour.
+    s.steps = static_cast<int>(
+        integer_in(member(j, "steps", where), 1, limits::kMaxSteps, where + ": steps"));
+    s.width = static_cast<int>(
+        integer_in(member(j, "width", where), 8, limits::kMaxImageSizePixels, where + ": width"));
+    s.height = static_cast<int>(
+        integer_in(member(j, "height", where), 8, limits::kMaxImageSizePixels, where + ": height"));
     s.cfg_scale = member(j, "cfg_scale", where).get<float>();
     s.sampler = member(j, "sampler", where).get<std::string>();
     s.timestep_spacing = member(j, "timestep_spacing", where).get<std::string>();
@@ -219,11 +227,14 @@ Int8Analysis Int8Analysis::from_json(const ojson& j, const std::string& where) {
       a.selection = sel;
     }
     if (j.contains("shard"))
-      a.shard = std::make_pair(member(j["shard"], "index", where).get<int>(),
-                               member(j["shard"], "count", where).get<int>());
+      a.shard =
+          std::make_pair(static_cast<int>(integer_in(member(j["shard"], "index", where), 0,
+                                                     kMaxShards - 1, where + ": shard.index")),
+                         static_cast<int>(integer_in(member(j["shard"], "count", where), 1,
+                                                     kMaxShards, where + ": shard.count")));
   } catch (const nlohmann::json::exception& e) {
     fail(where + ": malformed int8 analysis (" + e.what() + ")");
-  } catch (const std::invalid_argument&) {
+  } catch (const std::logic_error&) {  // std::stoll: invalid_argument or out_of_range
     fail(where + ": malformed probe key in selection.probes");
   }
   return a;

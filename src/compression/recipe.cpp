@@ -9,6 +9,8 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/json_file.h"
+#include "core/limits.h"
 
 namespace sdpal {
 
@@ -38,10 +40,12 @@ Recipe parse_bits_object(const nlohmann::json& j, const std::string& what) {
   Recipe r;
   for (const auto& [layer, bits] : j.items()) {
     if (layer.empty()) fail(what + ": empty layer name");
-    if (!bits.is_number_integer() || !valid_bits(bits.get<int>()))
+    // Read as int64: get<int>() of 4294967298 would wrap around to a valid 2.
+    if (!bits.is_number_integer() || bits.get<int64_t>() < 0 || bits.get<int64_t>() > 16 ||
+        !valid_bits(static_cast<int>(bits.get<int64_t>())))
       fail(what + ": layer '" + layer + "' has bits " + bits.dump() +
            ", not one of 1, 2, 4, 6, 8, 16");
-    r[layer] = bits.get<int>();
+    r[layer] = static_cast<int>(bits.get<int64_t>());
   }
   return r;
 }
@@ -102,16 +106,9 @@ double threshold_for_bits(const Analysis& a, double bits) {
 }
 
 RecipeChoice load_recipe_file(const std::string& path, const std::string& name) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open recipe file " + path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path + ": not valid JSON (corrupted recipe or analysis file?): " + e.what());
-  }
+  const std::string text = read_text_file(path, limits::kMaxJsonFileBytes, "recipe");
+  // Every parser exception (out_of_range for 1e400 too) is reported naming the file.
+  const nlohmann::json j = parse_json_text(text, path + " (corrupted recipe or analysis file?)");
   if (!j.is_object()) fail(path + ": not a JSON object (expected an analysis or {layer: bits})");
   RecipeChoice c;
   if (!j.contains("recipes")) {

@@ -4,13 +4,14 @@
 // emulation there turns inf/NaN into finite numbers.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "core/dtype.cpp"
+#include "core/dtype.h"
+
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
 #include <cstring>
 
 #include "core/dispatch.h"
-#include "core/dtype.h"
 #include "core/error.h"
 
 #ifndef SDPAL_DTYPE_SCALAR_ONCE
@@ -48,7 +49,7 @@ uint16_t float_to_half(float f) {
   if (a > 0x7f800000u)  // NaN: quiet, payload's top bits kept
     return static_cast<uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
   if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to inf, or is inf
-  if (a < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+  if (a < 0x38800000u) {                // below the smallest normal half: subnormal or zero
     if (a <= 0x33000000u) return sign;  // at most half the smallest subnormal: ties to even (0)
     const uint32_t man = (a & 0x7fffffu) | 0x800000u;
     const int shift = 126 - static_cast<int>(a >> 23);  // 14..24
@@ -198,37 +199,52 @@ uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+namespace {
+// Element i of an array of T at p, which need not be aligned for T (a safetensors file whose
+// header length is not a multiple of 8 puts every tensor at an odd address).
+template <class T>
+T load_unaligned(const void* p, size_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const uint8_t*>(p) + i * sizeof(T), sizeof(T));
+  return v;
+}
+}  // namespace
+
 void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
   switch (t) {
     case DType::F32:
       std::memcpy(dst, src, n * 4);
       return;
     case DType::F16:
-      SDPAL_DISPATCH(F16ToF32)(static_cast<const uint16_t*>(src), dst, n);
-      return;
-    case DType::BF16:
-      SDPAL_DISPATCH(BF16ToF32)(static_cast<const uint16_t*>(src), dst, n);
-      return;
-    case DType::F64: {
-      const double* s = static_cast<const double*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
-      return;
-    }
-    case DType::I64: {
-      const int64_t* s = static_cast<const int64_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
-      return;
-    }
-    case DType::I32: {
-      const int32_t* s = static_cast<const int32_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
+    case DType::BF16: {
+      // The vector kernels load unaligned; an odd address is read through an aligned copy so
+      // that their scalar tails (uint16_t loads) stay defined.
+      const bool f16 = t == DType::F16;
+      if (reinterpret_cast<uintptr_t>(src) % alignof(uint16_t) == 0) {
+        if (f16)
+          SDPAL_DISPATCH(F16ToF32)(static_cast<const uint16_t*>(src), dst, n);
+        else
+          SDPAL_DISPATCH(BF16ToF32)(static_cast<const uint16_t*>(src), dst, n);
+        return;
+      }
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = load_unaligned<uint16_t>(src, i);
+        dst[i] = f16 ? half_to_float(h) : bf16_to_float(h);
+      }
       return;
     }
-    case DType::I16: {
-      const int16_t* s = static_cast<const int16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = s[i];
+    case DType::F64:
+      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(load_unaligned<double>(src, i));
       return;
-    }
+    case DType::I64:
+      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(load_unaligned<int64_t>(src, i));
+      return;
+    case DType::I32:
+      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(load_unaligned<int32_t>(src, i));
+      return;
+    case DType::I16:
+      for (size_t i = 0; i < n; ++i) dst[i] = load_unaligned<int16_t>(src, i);
+      return;
     case DType::BOOL: {
       const uint8_t* s = static_cast<const uint8_t*>(src);
       for (size_t i = 0; i < n; ++i) dst[i] = s[i] ? 1.f : 0.f;

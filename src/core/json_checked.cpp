@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/limits.h"
 
 namespace sdpal::json_checked {
 
@@ -27,6 +28,12 @@ double number(const ojson& v, const std::string& what) {
 int64_t integer(const ojson& v, const std::string& what) {
   if (!v.is_number_integer()) fail(what + " is not an integer");
   return v.get<int64_t>();
+}
+
+int64_t integer_in(const ojson& v, int64_t lo, int64_t hi, const std::string& what) {
+  const int64_t n = integer(v, what);
+  check_bound(n, lo, hi, what);
+  return n;
 }
 
 std::string text(const ojson& v, const std::string& what) {

@@ -17,6 +17,9 @@ const ojson& object_at(const ojson& j, const std::string& key, const std::string
 // A finite number / an integer / a string; `what` names the value in the error.
 double number(const ojson& v, const std::string& what);
 int64_t integer(const ojson& v, const std::string& what);
+// An integer in [lo, hi] ("what V is out of range [lo, hi]"); a float such as 1e30 is refused
+// rather than converted (undefined behaviour for values outside int's range).
+int64_t integer_in(const ojson& v, int64_t lo, int64_t hi, const std::string& what);
 std::string text(const ojson& v, const std::string& what);
 // A non-empty list of finite numbers (PSNR values in dB).
 std::vector<double> psnr_list(const ojson& v, const std::string& what);

@@ -12,7 +12,9 @@ int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
   for (int64_t d : s) {
     SDPAL_CHECK(d >= 0, "negative dimension in shape " + shape_str(s));
-    n *= d;
+    // Checked: a product that wrapped around (to 0, say) would pass every later size check.
+    if (__builtin_mul_overflow(n, d, &n))
+      fail("shape " + shape_str(s) + " has more elements than 64 bits can count");
   }
   return n;
 }
@@ -26,6 +28,8 @@ std::string shape_str(const Shape& s) {
 void Tensor::Free::operator()(float* p) const { std::free(p); }
 
 Tensor::Tensor(Shape shape) : shape_(std::move(shape)), numel_(shape_numel(shape_)) {
+  if (static_cast<uint64_t>(numel_) > (SIZE_MAX - 63) / 4)
+    fail("out of memory allocating tensor " + shape_str(shape_) + ": too many elements");
   size_t bytes = ((static_cast<size_t>(numel_) * 4 + 63) / 64) * 64;
   if (bytes == 0) bytes = 64;
   float* p = static_cast<float*>(std::aligned_alloc(64, bytes));

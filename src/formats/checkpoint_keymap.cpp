@@ -10,6 +10,8 @@
 #include <string_view>
 #include <utility>
 
+#include "core/limits.h"
+
 namespace sdpal {
 
 namespace {
@@ -23,13 +25,22 @@ bool eat(std::string_view& s, std::string_view prefix) {
   return true;
 }
 
-// Consumes "<non-negative int>." from the front of `s`.
+// Consumes "<non-negative int>." from the front of `s`. Indices past limits::kMaxCheckpointIndex
+// are refused (the key then has no counterpart), so that the block arithmetic below cannot
+// overflow.
 bool eat_index(std::string_view& s, int* n) {
   const char* end = s.data() + s.size();
   auto [p, ec] = std::from_chars(s.data(), end, *n);
-  if (ec != std::errc() || p == s.data() || p == end || *p != '.' || *n < 0) return false;
+  if (ec != std::errc() || p == s.data() || p == end || *p != '.' || *n < 0 ||
+      *n > limits::kMaxCheckpointIndex)
+    return false;
   s.remove_prefix(p - s.data() + 1);
   return true;
+}
+
+// layers_per_block as the mapping functions accept it: positive and bounded.
+bool valid_layers_per_block(int layers_per_block) {
+  return layers_per_block >= 1 && layers_per_block <= limits::kMaxCheckpointIndex;
 }
 
 // Replaces a leading `from` of `s` by `to` for the first matching pair (direction: first->second
@@ -44,7 +55,9 @@ std::optional<std::string> rename_prefix(std::string_view s, const std::array<Pa
   return std::nullopt;
 }
 
-std::string idx(int n) { return std::to_string(n) + "."; }
+// Block numbers are computed in 64 bits: (level + 1) * per_level of two bounded indices can pass
+// INT_MAX.
+std::string idx(int64_t n) { return std::to_string(n) + "."; }
 
 // (original, diffusers)
 constexpr std::array<Pair, 5> kUnetTop = {{{"time_embed.0.", "time_embedding.linear_1."},
@@ -118,6 +131,7 @@ constexpr std::array<Pair, 7> kOpenClipBlock = {
 }  // namespace
 
 std::optional<std::string> unet_key_to_diffusers(const std::string& key, int layers_per_block) {
+  if (!valid_layers_per_block(layers_per_block)) return std::nullopt;
   const int per_level = layers_per_block + 1;
   std::string_view s = key;
   if (auto r = rename_prefix(s, kUnetTop, true)) return r;
@@ -157,7 +171,8 @@ std::optional<std::string> unet_key_to_diffusers(const std::string& key, int lay
 
 std::optional<std::string> unet_key_to_original(const std::string& key, int layers_per_block,
                                                 const std::vector<bool>& up_has_attention) {
-  const int per_level = layers_per_block + 1;
+  if (!valid_layers_per_block(layers_per_block)) return std::nullopt;
+  const int64_t per_level = layers_per_block + 1;
   std::string_view s = key;
   if (auto r = rename_prefix(s, kUnetTop, false)) return r;
   int level = 0, j = 0;

@@ -11,6 +11,8 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/json_file.h"
+#include "core/limits.h"
 #include "formats/checkpoint_arch.h"
 #include "formats/checkpoint_keymap.h"
 #include "formats/safetensors.h"
@@ -41,13 +43,29 @@ constexpr std::array<const char*, kComponents> kComponentNames = {"unet", "vae",
 constexpr std::array<const char*, kComponents> kConfigKeys = {kUnetConfigKey, kVaeConfigKey,
                                                               kTextEncoderConfigKey};
 
-// Parses "<int>." at the front of s (after an optional prefix); -1 when absent.
-int leading_index(std::string_view s, std::string_view prefix = {}) {
+// Parses "<int>." at the front of the tensor name s after `prefix`; -1 when absent. An index past
+// limits::kMaxCheckpointIndex is an error naming the file and tensor: counts and block numbers
+// derived from it (index + 1, index * levels) must not overflow.
+int leading_index(std::string_view s, std::string_view prefix, const std::string& path) {
   if (!s.starts_with(prefix)) return -1;
-  s.remove_prefix(prefix.size());
-  int n = -1;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-  if (ec != std::errc() || p == s.data() + s.size() || *p != '.') return -1;
+  std::string_view rest = s.substr(prefix.size());
+  int64_t n = -1;
+  auto [p, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
+  if (ec == std::errc::invalid_argument || p == rest.data() + rest.size() || *p != '.' ||
+      rest[0] == '-')
+    return -1;
+  if (ec != std::errc() || n > limits::kMaxCheckpointIndex)
+    fail(path + ": tensor '" + std::string(s) + "' has index " +
+         std::string(rest.substr(0, p - rest.data())) + ", beyond the bound " +
+         std::to_string(limits::kMaxCheckpointIndex));
+  return static_cast<int>(n);
+}
+
+// A layer count from a config (an integer JSON value): bounded like the indices in tensor names,
+// instead of get<int>() wrapping e.g. 4294967297 around to 1.
+int64_t bounded_config_int(const json& v, const std::string& what) {
+  const int64_t n = v.get<int64_t>();
+  check_bound(n, 0, limits::kMaxCheckpointIndex, what);
   return n;
 }
 
@@ -123,7 +141,7 @@ int unet_layers_per_block(const SafetensorsFile& f) {
   const std::string in = std::string(kUnetPrefix) + "input_blocks.";
   int first_down = -1, last = -1;
   for (const TensorView& v : f.tensors()) {
-    const int k = leading_index(v.name, in);
+    const int k = leading_index(v.name, in, f.path());
     if (k < 0) continue;
     last = std::max(last, k);
     std::string_view rest = std::string_view(v.name).substr(in.size());
@@ -138,7 +156,7 @@ int vae_levels(const SafetensorsFile& f) {
   const std::string down = std::string(kVaePrefix) + "encoder.down.";
   int levels = 0;
   for (const TensorView& v : f.tensors())
-    levels = std::max(levels, leading_index(v.name, down) + 1);
+    levels = std::max(levels, leading_index(v.name, down, f.path()) + 1);
   if (levels == 0) fail(f.path() + ": the VAE has no encoder.down.0 tensors");
   return levels;
 }
@@ -152,6 +170,7 @@ std::optional<json> embedded_config(const SafetensorsFile& f, const char* key) {
   auto it = f.metadata().find(key);
   if (it == f.metadata().end()) return std::nullopt;
   try {
+    check_json_depth(it->second, key);
     json c = json::parse(it->second);
     if (!c.is_object()) fail("not a JSON object");
     return c;
@@ -253,7 +272,7 @@ Routed route_tensors(const SafetensorsFile& f, bool* sd2) {
 void fit_openclip_blocks(Routed& r, const std::optional<json>& text_cfg, const std::string& path) {
   int blocks = 0;
   for (const auto& [name, shape] : r.shapes[kText])
-    blocks = std::max(blocks, leading_index(name, kTextLayers) + 1);
+    blocks = std::max(blocks, leading_index(name, kTextLayers, path) + 1);
   int keep = blocks - 1;
   // OpenCLIP ViT-H has 24 blocks and SD 2.x uses 23; files converted from diffusers folders often
   // lack the unused 24th, and then all of their 23 blocks are used.
@@ -263,13 +282,14 @@ void fit_openclip_blocks(Routed& r, const std::optional<json>& text_cfg, const s
   if (vit_h && blocks == kSd2TextLayers) keep = blocks;
   if (text_cfg && text_cfg->contains("num_hidden_layers") &&
       (*text_cfg)["num_hidden_layers"].is_number_integer())
-    keep = (*text_cfg)["num_hidden_layers"].get<int>();
+    keep = static_cast<int>(bounded_config_int((*text_cfg)["num_hidden_layers"],
+                                               path + ": text config num_hidden_layers"));
   if (keep < 1 || keep > blocks)
     fail(path + ": the OpenCLIP text encoder has " + std::to_string(blocks) +
          " blocks, cannot use " + std::to_string(keep) + " of them");
   auto& rename = r.rename[kText];
   for (auto it = rename.begin(); it != rename.end();) {
-    const int layer = leading_index(it->second, kTextLayers);
+    const int layer = leading_index(it->second, kTextLayers, path);
     if (layer >= keep) {
       r.shapes[kText].erase(it->second);
       it = rename.erase(it);
@@ -296,13 +316,8 @@ void fit_openclip_blocks(Routed& r, const std::optional<json>& text_cfg, const s
 }
 
 json read_config(const fs::path& p) {
-  std::ifstream in(p);
-  if (!in) fail("cannot read " + p.string());
-  try {
-    return json::parse(in);
-  } catch (const std::exception& e) {
-    fail(p.string() + ": invalid JSON (" + e.what() + ")");
-  }
+  return parse_json_text(read_text_file(p.string(), limits::kMaxJsonFileBytes, "config"),
+                         p.string());
 }
 
 // The component's weights: fp32 first, the fp16 variant if that is all there is.
@@ -328,7 +343,8 @@ void write_unet(const SafetensorsFile& f, const json& cfg, OutputTensors& out) {
   if (!cfg.value("layers_per_block", json()).is_number_integer() ||
       !cfg.value("up_block_types", json()).is_array())
     fail(f.path() + ": the unet config needs an integer layers_per_block and up_block_types");
-  const int layers = cfg["layers_per_block"].get<int>();
+  const int layers = static_cast<int>(
+      bounded_config_int(cfg["layers_per_block"], f.path() + ": unet config layers_per_block"));
   std::vector<bool> up_attention;
   for (const auto& t : cfg["up_block_types"])
     up_attention.push_back(t.is_string() &&
@@ -362,7 +378,8 @@ void write_openclip(const SafetensorsFile& f, const json& cfg, OutputTensors& ou
   const std::string pre(kOpenClipPrefix);
   if (!cfg.value("num_hidden_layers", json()).is_number_integer())
     fail(f.path() + ": the text_encoder config has no integer num_hidden_layers");
-  const int layers = cfg["num_hidden_layers"].get<int>();
+  const int layers = static_cast<int>(bounded_config_int(
+      cfg["num_hidden_layers"], f.path() + ": text_encoder config num_hidden_layers"));
   std::vector<std::pair<std::string, const TensorView*>> block_tensors;  // original names
   for (const TensorView& v : f.tensors()) {
     if (v.name.ends_with("position_ids")) continue;
@@ -372,11 +389,12 @@ void write_openclip(const SafetensorsFile& f, const json& cfg, OutputTensors& ou
       continue;  // fused below
     auto orig = openclip_key_to_original(v.name);
     if (!orig) fail(f.path() + ": text encoder tensor '" + v.name + "' has no OpenCLIP name");
-    if (leading_index(v.name, kTextLayers) >= layers)
+    if (leading_index(v.name, kTextLayers, f.path()) >= layers)
       fail(f.path() + ": text encoder tensor '" + v.name + "' lies beyond num_hidden_layers " +
            std::to_string(layers) + " of its config");
     out.add(pre + *orig, v);
-    if (leading_index(v.name, kTextLayers) == layers - 1) block_tensors.emplace_back(*orig, &v);
+    if (leading_index(v.name, kTextLayers, f.path()) == layers - 1)
+      block_tensors.emplace_back(*orig, &v);
   }
   for (int n = 0; n < layers; ++n) {
     const std::string layer = std::string(kTextLayers) + std::to_string(n) + ".self_attn.";

@@ -15,6 +15,8 @@
 #include "core/bitpack.h"
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/json_file.h"
+#include "core/limits.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace sdpal {
@@ -225,6 +227,7 @@ std::string json_str(const nlohmann::json& j, const char* key, const std::string
 CompressedView parse_description(const std::string& text, const std::string& what) {
   nlohmann::json j;
   try {
+    check_json_depth(text, "metadata");
     j = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
     fail(what + ": metadata is not valid JSON (" + e.what() + ")");
@@ -240,13 +243,19 @@ CompressedView parse_description(const std::string& text, const std::string& wha
     fail(what + ": unknown compression kind '" + kind + "' (palette, linear8)");
   if (!j.contains("shape") || !j["shape"].is_array() || j["shape"].empty())
     fail(what + ": metadata field 'shape' is missing or not a non-empty array");
+  if (j["shape"].size() > limits::kMaxTensorRank)
+    fail(what + ": metadata shape has " + std::to_string(j["shape"].size()) +
+         " dimensions, more than " + std::to_string(limits::kMaxTensorRank));
   for (const auto& d : j["shape"]) {
-    if (!d.is_number_integer() || d.get<int64_t>() <= 0 || d.get<int64_t>() > (int64_t(1) << 40))
-      fail(what + ": metadata shape " + j["shape"].dump() + " has an invalid dimension");
+    if (!d.is_number_integer() || d.get<int64_t>() <= 0 || d.get<int64_t>() > limits::kMaxTensorDim)
+      fail(what + ": metadata shape " + j["shape"].dump() +
+           " has an invalid dimension (each must be 1.." + std::to_string(limits::kMaxTensorDim) +
+           ")");
     v.shape.push_back(d.get<int64_t>());
   }
-  if (shape_numel(v.shape) > (int64_t(1) << 40))
-    fail(what + ": metadata shape " + j["shape"].dump() + " is absurdly large");
+  // Multiplied with checks: [2^32, 2^32] would otherwise wrap around to 0 elements and be accepted
+  // with empty components.
+  checked_numel(v.shape, limits::kMaxTensorElements, what + ": metadata");
   const std::string dtype = json_str(j, "dtype", what);
   if (!parse_dtype(dtype, &v.orig_dtype) ||
       (v.orig_dtype != DType::F16 && v.orig_dtype != DType::F32 && v.orig_dtype != DType::BF16))

@@ -11,13 +11,16 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/limits.h"
 #include "core/unicode_text.h"
 
 namespace sdpal {
 
 namespace {
 
-constexpr uint32_t kMaxSide = 16384;
+constexpr uint32_t kMaxSide = limits::kMaxImageSide;
+// Deflate encodes at most 258 bytes in 2 bits: no zlib stream expands by more than 1032 times.
+constexpr uint64_t kMaxDeflateRatio = 1032;
 constexpr size_t kMaxChunkBytes = size_t{64} << 20;    // one text/ICC/... chunk
 constexpr size_t kMaxCachedBytes = size_t{256} << 20;  // all ancillary chunks together
 constexpr uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -201,6 +204,23 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
 
   spng_ihdr ihdr{};
   check(spng_get_ihdr(ctx.get(), &ihdr));
+  // The header's size is checked against what the file can hold before the image buffer is
+  // allocated: a truncated 128-byte file declaring 16384x16384 would otherwise cost 805 MB.
+  const uint64_t pixels = uint64_t(ihdr.width) * ihdr.height;
+  if (pixels > limits::kMaxImagePixels)
+    fail("cannot read PNG " + name + ": " + std::to_string(ihdr.width) + "x" +
+         std::to_string(ihdr.height) + " is more than the bound of " +
+         std::to_string(limits::kMaxImagePixels) + " pixels");
+  const int channels = ihdr.color_type == SPNG_COLOR_TYPE_TRUECOLOR         ? 3
+                       : ihdr.color_type == SPNG_COLOR_TYPE_TRUECOLOR_ALPHA ? 4
+                       : ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA ? 2
+                                                                            : 1;
+  const uint64_t row_bytes = (uint64_t(ihdr.width) * channels * ihdr.bit_depth + 7) / 8;
+  const uint64_t stored = row_bytes * ihdr.height;  // scanlines without their filter bytes
+  if (stored > (uint64_t(size) + 1) * kMaxDeflateRatio)
+    fail("cannot read PNG " + name + ": file is truncated (its " + std::to_string(size) +
+         " bytes cannot hold the " + std::to_string(ihdr.width) + "x" +
+         std::to_string(ihdr.height) + " image its header declares)");
   size_t bytes = 0;
   check(spng_decoded_image_size(ctx.get(), SPNG_FMT_RGB8, &bytes));
   Image image;

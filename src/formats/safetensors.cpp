@@ -13,12 +13,62 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/limits.h"
 
 namespace sdpal {
 
 namespace {
-constexpr uint64_t kMaxHeader = 100ull << 20;  // same bound as the reference implementation
-constexpr int64_t kMaxDim = int64_t(1) << 40;
+constexpr uint64_t kMaxHeader = limits::kMaxSafetensorsHeaderBytes;
+constexpr int64_t kMaxDim = limits::kMaxTensorDim;
+
+// Checks the header text before nlohmann parses it, so that hostile headers are refused in one
+// linear pass, before the parser allocates for them (a 100 MB header that is not an object, or
+// one array of millions of numbers, would otherwise take gigabytes):
+//  - it must be a JSON object (first non-space byte '{');
+//  - it nests at most 3 levels ({name: {"shape": [...]}}, {"__metadata__": {k: v}});
+//  - at most limits::kMaxSafetensorsTensors entries and as many metadata pairs;
+//  - arrays (shape, data_offsets) of at most limits::kMaxTensorRank elements.
+// Returns an empty string when the header may be parsed, else what is wrong.
+std::string prescan_header(const uint8_t* p, size_t n) {
+  constexpr int kMaxDepth = 3;
+  size_t i = 0;
+  while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) ++i;
+  if (i == n) return "header is not valid JSON (it is empty)";
+  if (p[i] != '{') return "header is not a JSON object";
+  int depth = 0;
+  int64_t members[kMaxDepth + 1] = {};  // commas in the open object/array at each depth
+  bool in_string = false;
+  for (; i < n; ++i) {
+    const uint8_t c = p[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxDepth)
+        return "header nests deeper than the " + std::to_string(kMaxDepth) +
+               " levels of a safetensors header";
+      if (depth >= 2) members[depth] = 0;  // counted per object / array
+    } else if (c == '}' || c == ']') {
+      --depth;
+    } else if (c == ',' && depth >= 1) {
+      ++members[depth];
+      if (depth < kMaxDepth && members[depth] >= limits::kMaxSafetensorsTensors)
+        return "header holds more than " + std::to_string(limits::kMaxSafetensorsTensors) +
+               (depth == 1 ? " entries" : " metadata or entry fields");
+      if (depth == kMaxDepth && members[depth] >= int64_t(limits::kMaxTensorRank))
+        return "header holds an array of more than " + std::to_string(limits::kMaxTensorRank) +
+               " elements (shapes have at most " + std::to_string(limits::kMaxTensorRank) +
+               " dimensions)";
+    }
+  }
+  return "";
+}
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
@@ -45,9 +95,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     const uint8_t* base = static_cast<const uint8_t*>(map_);
     uint64_t hlen = 0;
     std::memcpy(&hlen, base, 8);
-    if (hlen > kMaxHeader) bad("header length " + std::to_string(hlen) + " exceeds 100 MB");
+    if (hlen > kMaxHeader)
+      bad("header length " + std::to_string(hlen) + " exceeds 100 MB (the bound is " +
+          std::to_string(kMaxHeader) + " bytes)");
     if (hlen > size_ - 8)
       bad("header length " + std::to_string(hlen) + " runs past end of file (truncated?)");
+    if (const std::string why = prescan_header(base + 8, hlen); !why.empty()) bad(why);
     nlohmann::json h;
     try {
       h = nlohmann::json::parse(base + 8, base + 8 + hlen);
@@ -77,6 +130,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       if (!e["dtype"].is_string() || !parse_dtype(e["dtype"].get<std::string>(), &v.dtype))
         bad("entry '" + name + "' has unknown dtype " + e["dtype"].dump());
       if (!e["shape"].is_array()) bad("entry '" + name + "' shape is not an array");
+      if (e["shape"].size() > limits::kMaxTensorRank)
+        bad("entry '" + name + "' has " + std::to_string(e["shape"].size()) +
+            " dimensions, more than the bound of " + std::to_string(limits::kMaxTensorRank));
       uint64_t numel = 1;
       for (const auto& d : e["shape"]) {
         if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > kMaxDim)
@@ -84,7 +140,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         v.shape.push_back(d.get<int64_t>());
         // Checked before multiplying, so that huge dimensions cannot wrap around to a small size.
         const uint64_t dim = static_cast<uint64_t>(v.shape.back());
-        if (dim != 0 && numel > (uint64_t(1) << 40) / dim)
+        if (dim != 0 && numel > uint64_t(limits::kMaxTensorElements) / dim)
           bad("entry '" + name + "' is absurdly large (shape " + e["shape"].dump() + ")");
         numel *= dim;
       }
@@ -99,6 +155,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       if (en > data_size)
         bad("entry '" + name + "' data [" + std::to_string(b) + ", " + std::to_string(en) +
             ") lies outside the " + std::to_string(data_size) + "-byte data region (truncated?)");
+      // Offsets need not be multiples of the element size (tensors packed back to back by other
+      // tools): readers copy such data with unaligned-safe loads (convert_to_f32, Param::f32);
+      // compressed components, used in place, are checked for alignment where they are read.
       if (en - b != numel * dtype_size(v.dtype))
         bad("entry '" + name + "' has " + std::to_string(en - b) + " bytes but dtype " +
             dtype_name(v.dtype) + " x shape " + shape_str(v.shape) + " needs " +

@@ -92,10 +92,12 @@ void Transformer2DModel::load(const WeightStore& ws, const std::string& p, int64
   const int64_t inner = heads * head_dim;
   norm.load(ws, join(p, "norm"), channels, groups, 1e-6f);
   proj_in.load(ws, join(p, "proj_in"), channels, inner, true, !linear_projection);
-  blocks.resize(layers);
+  // Grown block by block: a config's layer count (up to limits::kMaxConfigInt) is allocated only
+  // as far as the weights go; the first missing block's weights end the load with an error.
+  blocks.clear();
   for (int64_t i = 0; i < layers; ++i)
-    blocks[i].load(ws, join(p, "transformer_blocks." + std::to_string(i)), inner, heads, head_dim,
-                   context_dim);
+    blocks.emplace_back().load(ws, join(p, "transformer_blocks." + std::to_string(i)), inner, heads,
+                               head_dim, context_dim);
   proj_out.load(ws, join(p, "proj_out"), inner, channels, true, !linear_projection);
 }
 

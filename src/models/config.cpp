@@ -3,15 +3,17 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
+#include "core/limits.h"
 
 namespace sdpal {
 
 nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) fail("cannot open " + path);
+  const std::string text = read_text_file(path, limits::kMaxJsonFileBytes, "config");
+  check_json_depth(text, path);
   try {
-    return nlohmann::json::parse(f);
-  } catch (const std::exception& e) {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range (1e400), ...
     fail(path + ": invalid JSON (" + e.what() + ")");
   }
 }
@@ -24,13 +26,25 @@ const nlohmann::json* lookup(const nlohmann::json& c, const std::string& key) {
 [[noreturn]] void bad(const std::string& where, const std::string& key, const std::string& want) {
   fail(where + ": config key '" + key + "' " + want);
 }
+// Config integers (channels, layers, heads, sizes) are bounded, so that the arithmetic on them
+// (4 * block_out_channels[0], channel products of weight shapes) cannot overflow.
+int64_t bounded(const nlohmann::json& v, const std::string& where, const std::string& key) {
+  const int64_t n = v.get<int64_t>();
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(limits::kMaxConfigInt))
+    bad(where, key,
+        "value " + v.dump() + " is beyond the bound " + std::to_string(limits::kMaxConfigInt));
+  if (n < -limits::kMaxConfigInt || n > limits::kMaxConfigInt)
+    bad(where, key,
+        "value " + v.dump() + " is beyond the bound +-" + std::to_string(limits::kMaxConfigInt));
+  return n;
+}
 }  // namespace
 
 int64_t cfg_int(const nlohmann::json& c, const std::string& key, const std::string& where) {
   const auto* v = lookup(c, key);
   if (!v) bad(where, key, "is missing");
   if (!v->is_number_integer()) bad(where, key, "must be an integer, got " + v->dump());
-  return v->get<int64_t>();
+  return bounded(*v, where, key);
 }
 
 int64_t cfg_int(const nlohmann::json& c, const std::string& key, int64_t def,
@@ -69,7 +83,7 @@ std::vector<int64_t> cfg_int_list(const nlohmann::json& c, const std::string& ke
   std::vector<int64_t> r;
   for (const auto& e : *v) {
     if (!e.is_number_integer()) bad(where, key, "must hold integers, got " + v->dump());
-    r.push_back(e.get<int64_t>());
+    r.push_back(bounded(e, where, key));
   }
   return r;
 }
@@ -91,7 +105,7 @@ std::vector<int64_t> cfg_int_or_list(const nlohmann::json& c, const std::string&
                                      int64_t def, const std::string& where) {
   const auto* v = lookup(c, key);
   if (!v) return std::vector<int64_t>(n, def);
-  if (v->is_number_integer()) return std::vector<int64_t>(n, v->get<int64_t>());
+  if (v->is_number_integer()) return std::vector<int64_t>(n, bounded(*v, where, key));
   std::vector<int64_t> r = cfg_int_list(c, key, where);
   if (r.size() != n)
     bad(where, key, "has " + std::to_string(r.size()) + " entries, expected " + std::to_string(n));

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/json_file.h"
+#include "core/limits.h"
 #include "kernels/activation.h"
 #include "kernels/resample.h"
 #include "models/layers.h"
@@ -46,6 +48,10 @@ struct Taesd::Stack {
 };
 
 namespace {
+
+// TAESD upsamples by 2 per stage; a config's factor is bounded so that the decoder's output size
+// (latent side x factor^3) cannot overflow.
+constexpr int64_t kMaxUpsampleFactor = 16;
 
 using Stack = Taesd::Stack;
 using Role = Stack::Role;
@@ -99,9 +105,10 @@ std::map<int, IndexKeys> scan_keys(const WeightStore& ws) {
 Conv2d load_conv(const WeightStore& ws, const std::string& path, int64_t in, int stride,
                  bool bias) {
   const Shape& w = ws.shape_of(join(path, "weight"));
-  if (w.size() != 4 || w[2] != w[3] || w[2] % 2 == 0)
+  // Bounded before narrowing to int: TAESD's kernels are 3x3 or 1x1.
+  if (w.size() != 4 || w[2] != w[3] || w[2] % 2 == 0 || w[2] > 15)
     fail(ws.label() + ": tensor '" + path + ".weight' in " + ws.source() + " has shape " +
-         shape_str(w) + ", not an odd square convolution kernel");
+         shape_str(w) + ", not an odd square convolution kernel (at most 15x15)");
   Conv2d c;
   c.load(ws, path, in, w[0], static_cast<int>(w[2]), stride, -1, bias);
   return c;
@@ -223,9 +230,9 @@ std::shared_ptr<const Stack> load_taesd_file(const std::string& file, Role role)
 // The options of a diffusers AutoencoderTiny config.json that change the computation.
 int diffusers_upsample_factor(const fs::path& config) {
   if (!fs::exists(config)) return 2;
-  std::ifstream in(config);
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) fail(config.string() + ": not a JSON object");
+  const nlohmann::json j = parse_json_text(
+      read_text_file(config.string(), limits::kMaxJsonFileBytes, "TAESD config"), config.string());
+  if (!j.is_object()) fail(config.string() + ": not a JSON object");
   auto check = [&](const char* key, const char* supported) {
     if (j.contains(key) && j[key] != supported)
       fail(config.string() + ": " + key + " " + j[key].dump() + " is not supported (only \"" +
@@ -233,10 +240,13 @@ int diffusers_upsample_factor(const fs::path& config) {
   };
   check("act_fn", "relu");
   check("upsample_fn", "nearest");
-  const int factor = j.value("upsampling_scaling_factor", 2);
-  if (factor < 1)
-    fail(config.string() + ": bad upsampling_scaling_factor " + std::to_string(factor));
-  return factor;
+  if (!j.contains("upsampling_scaling_factor")) return 2;
+  // Checked as a number: get<int>() of 1e30 is undefined.
+  const auto& f = j["upsampling_scaling_factor"];
+  if (!f.is_number())
+    fail(config.string() + ": upsampling_scaling_factor " + f.dump() + " is not a number");
+  return static_cast<int>(integral_in_range(f.get<double>(), 1, kMaxUpsampleFactor,
+                                            config.string() + ": upsampling_scaling_factor"));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/limits.h"
 #include "kernels/activation.h"
 #include "kernels/resample.h"
 #include "models/config.h"
@@ -74,6 +75,14 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& j, const std::string& whe
   c.freq_shift = cfg_num(j, "freq_shift", 0, where);
   c.time_embed_dim = cfg_int(j, "time_embedding_dim", 4 * c.block_out_channels[0], where);
   c.sample_size = cfg_int(j, "sample_size", 64, where);
+  // The default image side is sample_size * the VAE's scale factor (an int).
+  SDPAL_CHECK(c.sample_size >= 1 && c.sample_size <= limits::kMaxImageSizePixels,
+              where + ": sample_size " + std::to_string(c.sample_size) + " is out of range [1, " +
+                  std::to_string(limits::kMaxImageSizePixels) + "]");
+  for (size_t i = 0; i < n; ++i)
+    SDPAL_CHECK(c.block_out_channels[i] > 0, where + ": block_out_channels[" + std::to_string(i) +
+                                                 "] is " + std::to_string(c.block_out_channels[i]) +
+                                                 ", not positive");
   for (size_t i = 0; i < n; ++i)
     SDPAL_CHECK(c.heads[i] > 0 && c.block_out_channels[i] % c.heads[i] == 0,
                 where + ": block " + std::to_string(i) + " has " +

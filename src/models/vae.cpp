@@ -22,6 +22,10 @@ VaeConfig VaeConfig::from_json(const nlohmann::json& j, const std::string& where
   c.layers_per_block = cfg_int(j, "layers_per_block", 2, where);
   c.block_out_channels = cfg_int_list(j, "block_out_channels", where);
   SDPAL_CHECK(!c.block_out_channels.empty(), where + ": block_out_channels is empty");
+  // The scale factor is 2^(levels - 1) (an int shift): SD has 4 levels.
+  SDPAL_CHECK(c.block_out_channels.size() <= 8, where + ": block_out_channels has " +
+                                                    std::to_string(c.block_out_channels.size()) +
+                                                    " levels, more than the bound of 8");
   c.norm_num_groups = cfg_int(j, "norm_num_groups", 32, where);
   c.scaling_factor = cfg_num(j, "scaling_factor", 0.18215, where);
   SDPAL_CHECK(c.scaling_factor > 0, where + ": scaling_factor must be positive");

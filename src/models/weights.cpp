@@ -38,7 +38,10 @@ F32Data Param::f32() const {
   SDPAL_CHECK(valid(), "internal: use of an unloaded parameter");
   if (owned_) return F32Data(owned_->data());
   if (copy_) return F32Data(copy_->data());
-  if (view_ && view_->dtype == DType::F32)
+  // Used in place only when aligned (a file whose header length is not a multiple of 4 puts
+  // its tensors at odd addresses; those are copied like other dtypes).
+  if (view_ && view_->dtype == DType::F32 &&
+      reinterpret_cast<uintptr_t>(view_->data) % alignof(float) == 0)
     return F32Data(reinterpret_cast<const float*>(view_->data));
   prof::OpScope scope(prof::Op::expansion);
   ScratchLease lease(static_cast<size_t>(numel()));

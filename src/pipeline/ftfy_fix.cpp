@@ -167,11 +167,33 @@ std::u32string remove_control_chars(std::u32string_view text) {
   return out;
 }
 
+// The longest HTML reference body (letters/digits between '&' or "&#" and ';').
+constexpr size_t kMaxReferenceBody = 24;
+
+// The reference starting at buf[i] == '&': its decoded text, or nullopt when buf[i, end] is not
+// a reference that ftfy decodes; `end` receives the index of its ';' when there is one.
+std::optional<std::u32string> reference_at(std::u32string_view buf, size_t i, size_t* end) {
+  const bool numeric = i + 1 < buf.size() && buf[i + 1] == '#';
+  const size_t body_start = i + (numeric ? 2 : 1);
+  size_t e = body_start;
+  // Bounded scan: a longer run of letters is no reference anyway.
+  while (e < buf.size() && e - body_start <= kMaxReferenceBody && is_ascii_alnum(buf[e])) ++e;
+  const size_t body_len = e - body_start;
+  *end = e;
+  if (body_len < 1 || body_len > kMaxReferenceBody || e >= buf.size() || buf[e] != ';')
+    return std::nullopt;
+  const std::u32string_view body = buf.substr(body_start, body_len);
+  if (numeric) return decode_numeric_reference(body);
+  const std::string name(body.begin(), body.end());  // ASCII by construction
+  if (auto value = find_html_entity(name)) return std::u32string(*value);
+  return std::nullopt;
+}
+
 // ftfy's fix_and_explain() on one segment, minus the mojibake repair.
 std::u32string fix_segment(std::u32string text, bool unescape_html) {
-  while (true) {
+  for (int round = 0; round < kMaxFtfyRounds; ++round) {
     const std::u32string before = text;
-    if (unescape_html) text = unescape_html_like_ftfy(text);
+    if (unescape_html) text = unescape_html_fully(text);
     fix_c1_controls(text);
     text = fix_latin_ligatures(text);
     text = fix_character_width(text);
@@ -182,6 +204,7 @@ std::u32string fix_segment(std::u32string text, bool unescape_html) {
     text = unicode::nfc(text);
     if (text == before) return text;
   }
+  return text;
 }
 
 }  // namespace
@@ -221,6 +244,50 @@ std::u32string unescape_html_like_ftfy(std::u32string_view text) {
     i = end + 1;
   }
   return out;
+}
+
+std::u32string unescape_html_fully(std::u32string_view text) {
+  // One buffer: output buf[0, w), unread input buf[r, n), w <= r (every decoding shrinks). After a
+  // reference is decoded, the output from the first '&' that could now start a new reference
+  // (at most 2 + kMaxReferenceBody characters before the decoded text) is moved back in front of
+  // the input and read again; what a further pass would decode is decoded now. Each decoding
+  // shortens the text, and each re-read is bounded, so the whole is linear.
+  constexpr size_t kLookBack = kMaxReferenceBody + 2;
+  std::u32string buf(text);
+  size_t w = 0, r = 0;
+  while (r < buf.size()) {
+    if (buf[r] != '&') {
+      buf[w++] = buf[r++];
+      continue;
+    }
+    size_t end = 0;
+    const std::optional<std::u32string> decoded = reference_at(buf, r, &end);
+    if (!decoded) {
+      // Not a reference: copy it (through its ';' when it has the shape of one, as one pass does).
+      const size_t stop = end < buf.size() && buf[end] == ';' ? end + 1 : r + 1;
+      while (r < stop) buf[w++] = buf[r++];
+      continue;
+    }
+    const size_t start = w;
+    for (char32_t c : *decoded) buf[w++] = c;
+    r = end + 1;
+    size_t back = w;
+    for (size_t q = start > kLookBack ? start - kLookBack : 0; q < w; ++q)
+      if (buf[q] == '&') {
+        back = q;
+        break;
+      }
+    if (back < w && w < r) {
+      std::copy_backward(buf.begin() + back, buf.begin() + w, buf.begin() + r);
+      r -= w - back;
+      w = back;
+    } else if (back < w) {  // w == r: the text to re-read is already in front of the input
+      r = back;
+      w = back;
+    }
+  }
+  buf.resize(w);
+  return buf;
 }
 
 std::u32string fix_text_like_ftfy(std::u32string_view text) {

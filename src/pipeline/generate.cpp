@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/limits.h"
 #include "models/taesd.h"
 #include "pipeline/lora_selection.h"
 #include "pipeline/prompt_encoding.h"
@@ -22,17 +23,21 @@ namespace {
 
 void validate(const StableDiffusion& m, const GenerateParams& p) {
   SDPAL_CHECK(!p.prompts.empty(), "no prompt given");
+  SDPAL_CHECK(p.prompts.size() <= size_t(limits::kMaxBatch),
+              "batch of " + std::to_string(p.prompts.size()) + " images exceeds the bound of " +
+                  std::to_string(limits::kMaxBatch));
   const int f = vae_scale_factor(m);
   const int mult = std::max(8, f);
   SDPAL_CHECK(p.width > 0 && p.height > 0 && p.width % mult == 0 && p.height % mult == 0,
               "width and height must be positive multiples of " + std::to_string(mult) + ", got " +
                   std::to_string(p.width) + "x" + std::to_string(p.height));
-  SDPAL_CHECK(p.width <= 8192 && p.height <= 8192 &&
+  SDPAL_CHECK(p.width <= limits::kMaxImageSizePixels && p.height <= limits::kMaxImageSizePixels &&
                   int64_t(p.width) * p.height * int64_t(p.prompts.size()) <= (int64_t(1) << 28),
               "image size " + std::to_string(p.width) + "x" + std::to_string(p.height) + " x " +
                   std::to_string(p.prompts.size()) + " images is too large");
-  SDPAL_CHECK(p.steps > 0 && p.steps <= 1000,
-              "steps must be between 1 and 1000, got " + std::to_string(p.steps));
+  SDPAL_CHECK(p.steps > 0 && p.steps <= limits::kMaxSteps, "steps must be between 1 and " +
+                                                               std::to_string(limits::kMaxSteps) +
+                                                               ", got " + std::to_string(p.steps));
   SDPAL_CHECK(std::isfinite(p.cfg_scale), "cfg scale must be a finite number");
   SDPAL_CHECK(p.clip_skip >= 1 && p.clip_skip <= m.text_encoder->config().layers,
               "clip skip must be between 1 and " + std::to_string(m.text_encoder->config().layers));

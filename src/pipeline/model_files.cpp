@@ -29,7 +29,12 @@ Picked try_variant(const fs::path& dir, const std::string& stem, const std::stri
   std::set<std::string> files;
   for (const auto& [k, f] : idx["weight_map"].items()) {
     SDPAL_CHECK(f.is_string(), index.string() + ": weight_map entry '" + k + "' is not a string");
-    files.insert((dir / f.get<std::string>()).string());
+    // Shards live beside their index: a name with a folder part could reach any file.
+    const std::string name = f.get<std::string>();
+    SDPAL_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
+                index.string() + ": weight_map entry '" + k + "' names '" + name +
+                    "', not a file in the index's folder");
+    files.insert((dir / name).string());
   }
   return {{files.begin(), files.end()}, index.string()};
 }

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/json_file.h"
+#include "core/limits.h"
 #include "pipeline/scheduler_common.h"
 
 namespace sdpal {
@@ -95,6 +96,8 @@ std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& opt,
        {{"algorithm_type", "sde-dpmsolver++"}, {"solver_order", 2}}},
       {"pndm", "PNDMScheduler", {{"skip_prk_steps", true}}},
   };
+  if (!scheduler_config.is_object())
+    fail("scheduler config is not a JSON object: " + scheduler_config.dump().substr(0, 80));
   const Sampler* s = nullptr;
   std::string known;
   for (const Sampler& c : samplers) {
@@ -129,10 +132,9 @@ std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& opt,
 }
 
 nlohmann::json load_scheduler_config(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot read scheduler config " + path);
-  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string text = read_text_file(path, limits::kMaxJsonFileBytes, "scheduler config");
   const std::string json = quote_python_number_words(text);
+  check_json_depth(json, "scheduler config " + path);
   nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) fail("scheduler config " + path + " is not valid JSON");
   if (!j.is_object()) fail("scheduler config " + path + " is not a JSON object");

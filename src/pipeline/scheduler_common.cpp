@@ -73,12 +73,25 @@ std::optional<double> SchedulerConfig::optional_number(const std::string& key) c
 int64_t SchedulerConfig::integer(const std::string& key, int64_t class_default) const {
   const nlohmann::json* v = find(key);
   if (!v) return class_default;
-  if (v->is_number_integer()) return v->get<int64_t>();
+  // Bounded so that timestep arithmetic on them (i * ratio + steps_offset) fits an int.
+  constexpr int64_t kBound = int64_t(1) << 30;
+  if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(kBound))
+    fail("config value '" + key + "' " + v->dump() + " is beyond the bound " +
+         std::to_string(kBound));
+  if (v->is_number_integer()) {
+    const int64_t n = v->get<int64_t>();
+    if (n < -kBound || n > kBound)
+      fail("config value '" + key + "' " + v->dump() + " is beyond the bound +-" +
+           std::to_string(kBound));
+    return n;
+  }
   if (v->is_number_float()) {
     double d = v->get<double>();
-    if (d == std::floor(d) && std::fabs(d) < 1e15) return static_cast<int64_t>(d);
+    if (d == std::floor(d) && std::fabs(d) <= static_cast<double>(kBound))
+      return static_cast<int64_t>(d);
   }
-  fail("config value '" + key + "' must be an integer, got " + v->dump());
+  fail("config value '" + key + "' must be an integer (at most " + std::to_string(kBound) +
+       " in magnitude), got " + v->dump());
 }
 
 bool SchedulerConfig::boolean(const std::string& key, bool class_default) const {
@@ -335,6 +348,13 @@ NoiseSchedule make_noise_schedule(const SchedulerConfig& cfg, bool rescale_zero_
                "' (expected linear, scaled_linear or squaredcos_cap_v2)");
     }
   }
+  // A beta outside (0, 1) gives a negative or zero alpha: NaN sigmas (sqrt, log of negatives) and
+  // NaN timesteps downstream (Karras sigmas). Zero-terminal-SNR rescaling then sets the last beta
+  // to 1 on purpose.
+  for (size_t i = 0; i < ns.betas.size(); ++i)
+    if (!(ns.betas[i] > 0.f && ns.betas[i] < 1.f))
+      cfg.fail("beta " + std::to_string(i) + " is " + std::to_string(ns.betas[i]) +
+               ", outside (0, 1) (check beta_start, beta_end and trained_betas)");
   if (rescale_zero_terminal_snr_) ns.betas = rescale_zero_terminal_snr(ns.betas);
   ns.alphas_cumprod = cumprod(one_minus(ns.betas));
   return ns;

@@ -58,6 +58,11 @@ class DpmMultistepScheduler final : public Scheduler {
         v && (*v == "learned" || *v == "learned_range"))
       cfg.fail("variance_type '" + *v + "' (learned variance) is not supported");
     if (karras_ && lu_lambdas_) cfg.fail("use_karras_sigmas and use_lu_lambdas are exclusive");
+    // Karras sigmas take powers of these: NaN timesteps otherwise.
+    for (const auto& [key, v] :
+         {std::pair{"sigma_min", sigma_min_}, std::pair{"sigma_max", sigma_max_}})
+      if (v && !(std::isfinite(*v) && *v > 0))
+        cfg.fail(std::string(key) + " must be a positive finite number, got " + std::to_string(*v));
   }
 
   void set_timesteps(int n) override {
@@ -98,7 +103,13 @@ class DpmMultistepScheduler final : public Scheduler {
     }
     sigmas_f32_.clear();
     for (double s : sig) sigmas_f32_.push_back(static_cast<float>(s));
-    for (double& v : t) v = static_cast<double>(static_cast<int64_t>(v));  // int64 timesteps
+    for (double& v : t) {
+      // A NaN (or huge) timestep cannot be converted to an integer: refuse the schedule.
+      if (!std::isfinite(v) || std::fabs(v) > 1e9)
+        fail("DPMSolverMultistepScheduler: the scheduler config gives timestep " +
+             std::to_string(v) + " (check its betas and sigma_min/sigma_max)");
+      v = static_cast<double>(static_cast<int64_t>(v));  // int64 timesteps
+    }
     timesteps_ = std::move(t);
     sigmas_.assign(sigmas_f32_.begin(), sigmas_f32_.end());
     start_at(0);

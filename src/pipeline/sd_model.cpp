@@ -9,6 +9,7 @@
 #include "models/int8_calibration.h"
 #include "models/single_file_loader.h"
 #include "pipeline/model_files.h"
+#include "pipeline/scheduler.h"
 
 namespace fs = std::filesystem;
 
@@ -143,7 +144,9 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
     unet_where = (p / "unet" / "config.json").string();
     vae_where = (p / "vae" / "config.json").string();
     te_where = (p / "text_encoder" / "config.json").string();
-    m->scheduler_config = read_json_file((p / "scheduler" / "scheduler_config.json").string());
+    // Checked to be an object here (naming the file), not by a type_error deep in generate().
+    m->scheduler_config =
+        load_scheduler_config((p / "scheduler" / "scheduler_config.json").string());
     tok_dir = opt.tokenizer_dir.empty() ? (p / "tokenizer").string() : opt.tokenizer_dir;
     m->kind = cfg_str(te_cfg, "hidden_act", "quick_gelu", "text_encoder") == "gelu" ? "sd2" : "sd1";
     if (fs::exists(p / "text_encoder_2")) load_second_text_encoder(*m, p, opt);

@@ -9,10 +9,13 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <queue>
 #include <sstream>
 #include <string_view>
 
 #include "core/error.h"
+#include "core/json_file.h"
+#include "core/limits.h"
 #include "core/unicode_text.h"
 #include "pipeline/ftfy_fix.h"
 
@@ -42,6 +45,7 @@ constexpr const char* kEndOfText = "<|endoftext|>";
 // The CLIP merges list holds at most 49152 - 256 - 2 merges; later lines are ignored.
 constexpr size_t kMaxMerges = 49152 - 256 - 2;
 constexpr size_t kMaxCachedWords = 1 << 16;
+constexpr size_t kMaxCachedWordBytes = 256;
 
 // GPT-2/CLIP byte -> symbol table: printable Latin-1 bytes stand for themselves, the others
 // (controls, space, ...) are moved to U+0100 onwards so no symbol is whitespace or a control.
@@ -69,14 +73,7 @@ std::string read_file(const std::string& path) {
 
 bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
 
-json parse_json_file(const std::string& path) {
-  const std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const std::exception& e) {
-    fail(path + ": not valid JSON (" + e.what() + ")");
-  }
-}
+json parse_json_file(const std::string& path) { return parse_json_text(read_file(path), path); }
 
 bool is_ascii_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' ||
@@ -363,6 +360,56 @@ int ClipTokenizer::id_of(const std::string& token) const {
   return unk_id_;
 }
 
+// CLIP's BPE loop (merge every occurrence of the lowest-ranked adjacent pair, left to right, until
+// no pair has a rank) in O(n log n) instead of O(n^2) per word: the symbols form a linked list and
+// the candidate pairs a min-heap by (rank, position). All pairs of one rank are merged, in
+// position order, before the pairs those merges create are queued (a merge never creates a pair
+// of its own rank), which is exactly what the reference's rounds do.
+std::vector<std::string> ClipTokenizer::bpe_merge(std::vector<std::string> sym) const {
+  const int n = static_cast<int>(sym.size());
+  if (n < 2) return sym;
+  std::vector<int> prev(n), next(n);
+  std::vector<char> alive(n, 1);
+  for (int i = 0; i < n; ++i) {
+    prev[i] = i - 1;
+    next[i] = i + 1 < n ? i + 1 : -1;
+  }
+  std::string key;
+  auto rank_at = [&](int i) {  // rank of the pair starting at symbol i, INT_MAX if none
+    if (i < 0 || next[i] < 0) return INT_MAX;
+    key.assign(sym[i]).append(1, ' ').append(sym[next[i]]);
+    const auto it = merge_ranks_.find(key);
+    return it == merge_ranks_.end() ? INT_MAX : it->second;
+  };
+  using Entry = std::pair<int, int>;  // rank, position of the pair's left symbol
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
+  for (int i = 0; i + 1 < n; ++i)
+    if (const int r = rank_at(i); r != INT_MAX) heap.push({r, i});
+  std::vector<int> merged;
+  while (!heap.empty()) {
+    const int rank = heap.top().first;
+    merged.clear();
+    while (!heap.empty() && heap.top().first == rank) {
+      const int i = heap.top().second;
+      heap.pop();
+      // Stale entries: the left symbol was merged away, or its pair changed since queued.
+      if (!alive[i] || rank_at(i) != rank) continue;
+      const int j = next[i];
+      sym[i] += sym[j];
+      alive[j] = 0;
+      next[i] = next[j];
+      if (next[j] >= 0) prev[next[j]] = i;
+      merged.push_back(i);
+    }
+    for (const int i : merged)
+      for (const int p : {prev[i], i})
+        if (const int r = rank_at(p); r != INT_MAX) heap.push({r, p});
+  }
+  std::vector<std::string> out;
+  for (int i = 0; i >= 0; i = next[i]) out.push_back(std::move(sym[i]));
+  return out;
+}
+
 std::vector<int> ClipTokenizer::bpe_ids(const std::string& word) const {
   {
     std::lock_guard<std::mutex> lock(cache_->mutex);
@@ -382,33 +429,11 @@ std::vector<int> ClipTokenizer::bpe_ids(const std::string& word) const {
       i += len;
     }
     symbols.back() += "</w>";
-    // Repeatedly merge every occurrence of the best-ranked adjacent pair.
-    std::string key;
-    while (symbols.size() > 1) {
-      int best_rank = INT_MAX;
-      size_t best = 0;
-      for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-        key.assign(symbols[i]).append(1, ' ').append(symbols[i + 1]);
-        auto it = merge_ranks_.find(key);
-        if (it != merge_ranks_.end() && it->second < best_rank) best_rank = it->second, best = i;
-      }
-      if (best_rank == INT_MAX) break;
-      const std::string first = symbols[best], second = symbols[best + 1];
-      std::vector<std::string> merged;
-      merged.reserve(symbols.size());
-      for (size_t i = 0; i < symbols.size();) {
-        if (i + 1 < symbols.size() && symbols[i] == first && symbols[i + 1] == second) {
-          merged.push_back(first + second);
-          i += 2;
-        } else {
-          merged.push_back(std::move(symbols[i]));
-          i += 1;
-        }
-      }
-      symbols = std::move(merged);
-    }
+    symbols = bpe_merge(std::move(symbols));
     for (const auto& s : symbols) ids.push_back(id_of(s));
   }
+  // Only short words are cached: 65536 cached 128 KB words would hold 8 GB.
+  if (word.size() > kMaxCachedWordBytes) return ids;
   std::lock_guard<std::mutex> lock(cache_->mutex);
   if (cache_->ids.size() >= kMaxCachedWords) cache_->ids.clear();
   cache_->ids.emplace(word, ids);
@@ -430,6 +455,9 @@ std::vector<int> ClipTokenizer::encode_text_piece(const std::u32string& piece) c
 }
 
 std::vector<int> ClipTokenizer::tokenize(const std::string& text) const {
+  if (text.size() > limits::kMaxPromptBytes)
+    fail("prompt of " + std::to_string(text.size()) + " bytes is longer than the bound of " +
+         std::to_string(limits::kMaxPromptBytes) + " bytes");
   const std::u32string u = unicode::decode_utf8(text, "prompt");
   // Split off special tokens: leftmost match first, the longest one where several start there.
   std::vector<std::u32string> pieces;

@@ -56,6 +56,7 @@ class ClipTokenizer {
 
   std::vector<int> encode_text_piece(const std::u32string& piece) const;
   std::vector<int> bpe_ids(const std::string& word) const;  // cached BPE of one pre-token
+  std::vector<std::string> bpe_merge(std::vector<std::string> symbols) const;
   int id_of(const std::string& token) const;
 
   std::unordered_map<std::string, int> vocab_;        // byte-level symbol string -> id

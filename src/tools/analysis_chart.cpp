@@ -37,6 +37,7 @@ Rgb nbits_colour(int nbits) {
       return {0.55, 0.34, 0.29};
   }
 }
+constexpr int kMaxTicks = 50;
 constexpr Rgb kMixed{0.05, 0.05, 0.05}, kLinear{0.12, 0.47, 0.71}, kGrid{0.88, 0.88, 0.88};
 
 // A 1-2-5 step giving about `target` intervals over `range`.
@@ -66,10 +67,18 @@ class Chart {
     for (const auto& p : r.mixed_bit) see(p.psnr);
     if (r.linear_8bit) see(*r.linear_8bit);
     if (!std::isfinite(lo)) lo = 0, hi = 100;
-    if (hi - lo < 1) lo -= 0.5, hi += 0.5;
+    // Widened relative to the values too: at 1e300 dB, +-0.5 is below the spacing of doubles.
+    if (hi - lo < 1) {
+      const double pad = std::max(0.5, std::max(std::fabs(lo), std::fabs(hi)) * 1e-6);
+      lo -= pad, hi += pad;
+    }
     ystep_ = nice_step(hi - lo, 7);
     ylo_ = std::floor(lo / ystep_) * ystep_;
     yhi_ = std::ceil(hi / ystep_) * ystep_;
+    // Values near the end of the double range (hi - lo overflowing, say) get a plain axis.
+    if (!std::isfinite(ystep_) || !std::isfinite(ylo_) || !std::isfinite(yhi_) || !(ystep_ > 0) ||
+        !(yhi_ > ylo_) || ylo_ + ystep_ == ylo_)
+      ylo_ = 0, yhi_ = 100, ystep_ = 10;
   }
 
   void draw() {
@@ -194,7 +203,10 @@ class Chart {
       cairo_set_source_rgb(cr_, 0.2, 0.2, 0.2);
       text(std::to_string(i * 10), px, kTop + plot_h() + 18, 0.5);
     }
-    for (double v = ylo_; v <= yhi_ + ystep_ * 1e-6; v += ystep_) {
+    // Ticks by index, at most kMaxTicks: a step below the spacing of doubles must not loop.
+    const double ticks = std::min(std::round((yhi_ - ylo_) / ystep_), double(kMaxTicks));
+    for (int k = 0; k <= static_cast<int>(ticks); ++k) {
+      const double v = ylo_ + k * ystep_;
       colour(kGrid);
       cairo_move_to(cr_, kLeft, y(v));
       cairo_line_to(cr_, kLeft + plot_w(), y(v));

@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 WeightSpec WeightSpec::parse(const std::string& s) {
   WeightSpec w;
   std::smatch m;
-  static const std::regex pal(R"(pal(\d+)(?:g(\d+))?)");
+  // Bounded digit counts: std::stoi/stoll of a longer run would throw out_of_range.
+  static const std::regex pal(R"(pal(\d{1,2})(?:g(\d{1,9}))?)");
   if (s == "as-is") {
     w.kind = Kind::AsIs;
   } else if (s == "fp32") {

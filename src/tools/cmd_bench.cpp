@@ -20,11 +20,13 @@
 #include "core/atomic_file.h"
 #include "core/cpu.h"
 #include "core/error.h"
+#include "core/limits.h"
 #include "core/profile.h"
 #include "kernels/packed_gemm.h"
 #include "models/config.h"
 #include "models/flops.h"
 #include "models/int8_calibration.h"
+#include "models/lora.h"
 #include "models/unet.h"
 #include "pipeline/generate.h"
 #include "pipeline/model_files.h"
@@ -44,7 +46,7 @@ double since(Clock::time_point t0) {
 }
 
 struct Options {
-  std::string model, sizes, json, configs, baseline;
+  std::string model, sizes, json, configs, baseline, lora;
   std::string weights = "as-is";
   bool int8 = false;
   double tome = 0;
@@ -171,11 +173,13 @@ struct BenchConfig {
   bool int8 = false;
   double tome = 0;
   bool fused_lut = true;  // compressed weights expanded inside the GEMM/conv packing
+  bool lora = false, lora_merge = false;  // --lora file as low-rank branches / merged
 };
 
 // "fp32,int8,int8+tome0.4,pal4": comma-separated configurations, each a '+'-joined list of one
-// weight form (see WeightSpec), "int8", "tomeR" and "unfused" (compressed weights expanded whole,
-// then oneDNN, instead of the fused packed GEMM/conv).
+// weight form (see WeightSpec), "int8", "tomeR", "unfused" (compressed weights expanded whole,
+// then oneDNN, instead of the fused packed GEMM/conv), "lora" (the --lora file as low-rank
+// branches) and "loramerge" (merged into the weights where they are dense).
 std::vector<BenchConfig> parse_configs(const Options& o) {
   std::vector<BenchConfig> r;
   auto parse_one = [](const std::string& text) {
@@ -187,6 +191,9 @@ std::vector<BenchConfig> parse_configs(const Options& o) {
     while (std::getline(ss, tok, '+')) {
       if (tok == "int8") {
         c.int8 = true;
+      } else if (tok == "lora" || tok == "loramerge") {
+        c.lora = true;
+        c.lora_merge = tok == "loramerge";
       } else if (tok == "unfused") {
         c.fused_lut = false;
       } else if (tok.rfind("tome", 0) == 0) {
@@ -265,8 +272,16 @@ Baseline read_baseline(const std::string& path) {
         SDPAL_CHECK(std::sscanf(size.c_str(), "%dx%d", &w, &h) == 2,
                     "bench: " + path + ": bad size '" + size + "' (want WxH)");
       } else {
-        w = r.at("width").get<int>();
-        h = r.at("height").get<int>();
+        // Checked before narrowing: get<int>() of 1e30 is undefined.
+        for (const auto& [key, out] : {std::pair{"width", &w}, std::pair{"height", &h}}) {
+          const auto& v = r.at(key);
+          SDPAL_CHECK(v.is_number_integer() && v.get<int64_t>() >= 8 &&
+                          v.get<int64_t>() <= limits::kMaxImageSizePixels,
+                      "bench: " + path + ": " + key + " " + v.dump() +
+                          " is not an integer in [8, " +
+                          std::to_string(limits::kMaxImageSizePixels) + "]");
+          *out = static_cast<int>(v.get<int64_t>());
+        }
       }
       b.seconds[{w, h}] = r.at("median_s").get<double>();
     }
@@ -379,11 +394,20 @@ void run(const Options& o) {
                                        "; run `sdpal calibrate --model " + o.model + "` first");
       int8_layers = apply_int8_calibration(unet, read_int8_calibration(cal), cal);
     }
+    int64_t lora_layers = 0;
+    if (c.lora) {
+      SDPAL_CHECK(!o.lora.empty(), "bench: configuration '" + c.label + "' needs --lora FILE");
+      lora_layers = attach_loras(unet.weight_layers(), "unet", {{LoraFile::load(o.lora), 1.f, 1.f}},
+                                 c.lora_merge)
+                        .adapted;
+    }
     const ToMe tome({.ratio = c.tome, .max_downsample = o.tome_max_downsample});
     malloc_trim(0);    // give back what earlier configurations freed
     reset_peak_rss();  // from here: resident weights + what the steps need
     std::printf("\n[%s] %s%s, ready in %.1f s\n", c.label.c_str(), weights.description().c_str(),
-                c.int8 ? (", " + std::to_string(int8_layers) + " int8 layers").c_str() : "",
+                (std::string(c.int8 ? ", " + std::to_string(int8_layers) + " int8 layers" : "") +
+                 (c.lora ? ", LoRA on " + std::to_string(lora_layers) + " layers" : ""))
+                    .c_str(),
                 since(tl));
     for (const Size& s : sizes) {
       const int64_t h = s.height / 8, w = s.width / 8;
@@ -531,6 +555,7 @@ const bool registered = register_command(
                       "Time several configurations side by side (overrides --weights/--int8/"
                       "--tome): comma-separated, each '+'-joined, e.g. "
                       "fp32,fp16,pal4,pal4+unfused,int8+tome0.4");
+       app.add_option("--lora", o->lora, "LoRA file for the 'lora' and 'loramerge' configurations");
        app.add_option("--baseline", o->baseline,
                       "JSON of an external run to compare with (bench/pytorch_unet.py --json)")
            ->check(CLI::ExistingFile);

@@ -8,6 +8,7 @@
 
 #include "core/cpu.h"
 #include "core/error.h"
+#include "core/limits.h"
 #include "formats/png.h"
 #include "formats/safetensors.h"
 #include "kernels/int8_linear.h"
@@ -109,11 +110,12 @@ std::string sampler_display(const std::string& s) {
 // Flags checked before the model is loaded, so that a typo fails at once and names the flag.
 void check_flags(const GenerateArgs& a) {
   for (const auto& [flag, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
-    SDPAL_CHECK(
-        v == 0 || (v > 0 && v % 8 == 0 && v <= 8192),
-        std::string(flag) + " must be a multiple of 8 from 8 to 8192, got " + std::to_string(v));
-  SDPAL_CHECK(a.steps >= 1 && a.steps <= 1000,
-              "--steps must be from 1 to 1000, got " + std::to_string(a.steps));
+    SDPAL_CHECK(v == 0 || (v > 0 && v % 8 == 0 && v <= limits::kMaxImageSizePixels),
+                std::string(flag) + " must be a multiple of 8 from 8 to " +
+                    std::to_string(limits::kMaxImageSizePixels) + ", got " + std::to_string(v));
+  SDPAL_CHECK(a.steps >= 1 && a.steps <= limits::kMaxSteps, "--steps must be from 1 to " +
+                                                                std::to_string(limits::kMaxSteps) +
+                                                                ", got " + std::to_string(a.steps));
   SDPAL_CHECK(std::isfinite(a.tome.ratio) && a.tome.ratio >= 0 && a.tome.ratio <= 0.9,
               "--tome must be from 0 (off) to 0.9, the fraction of tokens merged away, got " +
                   a1111_number(a.tome.ratio));
@@ -300,7 +302,7 @@ const bool registered = register_command(
            ->capture_default_str();
        app.add_option("-b,--batch-size", a->batch, "Images to generate from the prompt")
            ->capture_default_str()
-           ->check(CLI::Range(1, 64));
+           ->check(CLI::Range(1, limits::kMaxBatch));
        app.add_option(
               "--clip-skip", a->clip_skip,
               "Use the output of the Nth-from-last text encoder layer (1 = last, A1111 style)")
