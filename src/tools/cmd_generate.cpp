@@ -109,6 +109,10 @@ std::string sampler_display(const std::string& s) {
 
 // Flags checked before the model is loaded, so that a typo fails at once and names the flag.
 void check_flags(const GenerateArgs& a) {
+  // SDXL conditions: parsed again where used; here so that a typo fails before loading.
+  if (!a.original_size.empty()) parse_pair(a.original_size, 'x', "--original-size", "WIDTHxHEIGHT");
+  if (!a.target_size.empty()) parse_pair(a.target_size, 'x', "--target-size", "WIDTHxHEIGHT");
+  if (!a.crop.empty()) parse_pair(a.crop, ',', "--crop", "TOP,LEFT");
   for (const auto& [flag, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
     SDPAL_CHECK(v == 0 || (v > 0 && v % 8 == 0 && v <= limits::kMaxImageSizePixels),
                 std::string(flag) + " must be a multiple of 8 from 8 to " +
