@@ -44,6 +44,9 @@ inline constexpr int kMaxSteps = 1000;            // sampling steps
 inline constexpr int kMaxBatch = 64;              // images per generation
 // Bytes of one prompt (UTF-8): a long prompt is a few KB; the tokenizer is linear in this.
 inline constexpr size_t kMaxPromptBytes = size_t(256) << 10;
+// Open emphasis brackets at once in a prompt: each close multiplies every run after its opening,
+// so the parser's work is this times the prompt's runs (1.1^256 is already 4e10).
+inline constexpr size_t kMaxPromptBracketDepth = 256;
 
 }  // namespace sdpal::limits
 

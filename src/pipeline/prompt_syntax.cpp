@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "core/error.h"
+#include "core/limits.h"
 #include "core/unicode_text.h"
 
 namespace sdpal {
@@ -137,11 +138,12 @@ std::vector<PromptRun> parse_prompt_attention(std::string_view s) {
           i + 1 < s.size() && std::string_view("()[]\\").find(s[i + 1]) != std::string_view::npos;
       res.push_back({escape ? std::string(1, s[i + 1]) : std::string(), 1.0});
       i += escape ? 2 : 1;
-    } else if (c == '(') {
-      round.push_back(res.size());
-      ++i;
-    } else if (c == '[') {
-      square.push_back(res.size());
+    } else if (c == '(' || c == '[') {
+      SDPAL_CHECK(round.size() + square.size() < limits::kMaxPromptBracketDepth,
+                  "prompt: more than " + std::to_string(limits::kMaxPromptBracketDepth) +
+                      " emphasis brackets open at once (at byte " + std::to_string(i) +
+                      "); write a literal bracket as \\( or \\[");
+      (c == '(' ? round : square).push_back(res.size());
       ++i;
     } else if (c == ':') {
       std::string_view number;
