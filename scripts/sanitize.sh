@@ -8,8 +8,11 @@
 # The subset, to fit CI's time: every test (unit and golden) once, at the CPU's best kernel level.
 # Left out: the reruns of the kernel tests at lower levels ("avx512:", "avx2:", "baseline:",
 # "neon:"; the qemu steps run them, and they execute the same C++ as the best level, only other
-# Highway targets) and BenchCli (timing loops of code the pipeline tests run once; minutes under
-# ASan). SDPAL_SANITIZE_ALL=1 runs everything.
+# Highway targets), BenchCli (timing loops of code the pipeline tests run once; minutes under
+# ASan), and three long end-to-end cases whose code other tests cover: compress at every setting
+# (CompressCli.FixtureModelsAtEverySetting: each setting is also a unit test), the sharded analysis
+# (Analyze.ShardsMergedEqualASingleRun: the unsharded analysis runs) and the 100-client load test
+# (ServerUnderLoadAnswersEveryRequestOnce: every endpoint runs in ServerApi). SDPAL_SANITIZE_ALL=1 runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -25,7 +28,8 @@ rm -f "$reports"/*
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DSDPAL_SANITIZE=address,undefined >/dev/null
 cmake --build build-asan -j"$(nproc)"
 rc=0
-exclude='^(avx512|avx2|baseline|neon):|^BenchCli\.'
+exclude='^(avx512|avx2|baseline|neon):|^BenchCli\.|^CompressCli\.FixtureModelsAtEverySetting$|^Analyze\.ShardsMergedEqualASingleRun$|\.ServerUnderLoadAnswersEveryRequestOnce$'
+
 if [ "${SDPAL_SANITIZE_ALL:-0}" = 1 ]; then exclude=''; fi
 ctest --test-dir build-asan --output-on-failure -j"$(nproc)" ${exclude:+-E "$exclude"} "$@" || rc=$?
 if compgen -G "$reports/*" >/dev/null; then

@@ -196,21 +196,29 @@ TEST_F(BadInput, UnsupportedDownBlockType) {
                  {m + "/unet/config.json", "unsupported down block type 'AttnDownBlock2D'"});
 }
 
+// SDXL's added conditions need their widths in the config.
 TEST_F(BadInput, SdxlTextTimeEmbeddingInUnetConfig) {
   SDPAL_REQUIRE_FIXTURES();
   const std::string m = copy_model();
   nlohmann::json cfg = read_json(m + "/unet/config.json");
   cfg["addition_embed_type"] = "text_time";
   write_json(m + "/unet/config.json", cfg);
-  expect_failure({"-m", m}, {m + "/unet/config.json", "'addition_embed_type' = \"text_time\"",
-                             "not supported"});
+  expect_failure({"-m", m}, {m + "/unet/config.json", "'addition_time_embed_dim'", "missing"});
+  cfg["addition_embed_type"] = "image";
+  write_json(m + "/unet/config.json", cfg);
+  expect_failure({"-m", m},
+                 {m + "/unet/config.json", "addition_embed_type 'image'", "not supported"});
 }
 
-TEST_F(BadInput, RealSdxlModelFolder) {
+// An SDXL folder whose second text encoder is a plain CLIPTextModel (no text_projection).
+TEST_F(BadInput, SdxlSecondTextEncoderWithoutProjection) {
   SDPAL_REQUIRE_FIXTURES();
   if (!fs::exists(model_dir("tiny-sdxl"))) GTEST_SKIP() << "no tiny-sdxl fixture";
-  expect_failure({"-m", model_dir("tiny-sdxl")},
-                 {model_dir("tiny-sdxl"), "'addition_embed_type'", "not supported"});
+  const std::string m = copy_model("tiny-sdxl");
+  nlohmann::json cfg = read_json(m + "/text_encoder_2/config.json");
+  cfg["architectures"] = {"CLIPTextModel"};
+  write_json(m + "/text_encoder_2/config.json", cfg);
+  expect_failure({"-m", m}, {m + "/text_encoder_2/config.json", "CLIPTextModelWithProjection"});
 }
 
 TEST_F(BadInput, CkptIsRefusedBecausePickleCanExecuteCode) {

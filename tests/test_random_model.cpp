@@ -13,6 +13,7 @@
 #include "models/random_model.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "pipeline/generate.h"
 #include "support/fixtures.h"
 
 namespace sdpal {
@@ -75,7 +76,81 @@ TEST(RandomModel, ParameterCountsOfTheRealArchitectures) {
   EXPECT_EQ(
       parameter_count(clip_text_tensor_specs(ClipTextConfig::from_json(sd21.text_encoder, "te"))),
       340387840);
-  EXPECT_THROW(builtin_model_configs("sdxl"), Error);
+  // stabilityai/stable-diffusion-xl-base-1.0: UNet 2.567 B, CLIP ViT-L 123 M, OpenCLIP bigG with
+  // its projection 695 M; the VAE is SD's.
+  const ModelConfigs sdxl = builtin_model_configs("sdxl");
+  EXPECT_EQ(parameter_count(unet_tensor_specs(UNetConfig::from_json(sdxl.unet, "unet"))),
+            2567463684);
+  EXPECT_EQ(parameter_count(vae_tensor_specs(VaeConfig::from_json(sdxl.vae, "vae"))), 83653863);
+  EXPECT_EQ(
+      parameter_count(clip_text_tensor_specs(ClipTextConfig::from_json(sdxl.text_encoder, "te"))),
+      123060480);
+  EXPECT_EQ(parameter_count(
+                clip_text_tensor_specs(ClipTextConfig::from_json(sdxl.text_encoder_2, "te2"))),
+            694659840);
+  EXPECT_EQ(sdxl.model_index["force_zeros_for_empty_prompt"], true);
+  EXPECT_THROW(builtin_model_configs("sdxl-turbo"), Error);
+}
+
+TEST(RandomModel, DiscoveredTensorsMatchTheSdxlFixture) {
+  SDPAL_REQUIRE_FIXTURES();
+  const std::string dir = test::model_dir("tiny-sdxl");
+  const ModelConfigs c = model_configs_from_folder(dir);
+  ASSERT_FALSE(c.text_encoder_2.is_null());
+  EXPECT_EQ(as_map(unet_tensor_specs(UNetConfig::from_json(c.unet, "unet"))),
+            file_tensors(dir + "/unet/diffusion_pytorch_model.safetensors"));
+  EXPECT_EQ(as_map(clip_text_tensor_specs(ClipTextConfig::from_json(c.text_encoder_2, "te2"))),
+            file_tensors(dir + "/text_encoder_2/model.safetensors"));
+}
+
+// The SDXL base architecture with every width cut down (same block structure, transformer depths
+// 1/2/3 instead of 1/2/10): written, loaded as a model and run for one sampling step.
+TEST(RandomModel, SmallSdxlFolderGeneratesOneStep) {
+  SDPAL_REQUIRE_FIXTURES();
+  TempDir tmp;
+  ModelConfigs c = builtin_model_configs("sdxl");
+  c.unet["block_out_channels"] = {32, 64, 64};
+  c.unet["attention_head_dim"] = {1, 2, 4};
+  c.unet["transformer_layers_per_block"] = {1, 2, 3};
+  c.unet["norm_num_groups"] = 8;
+  c.unet["cross_attention_dim"] = 64;  // 32 + 32: both text encoders
+  c.unet["addition_time_embed_dim"] = 8;
+  c.unet["projection_class_embeddings_input_dim"] = 16 + 6 * 8;
+  c.unet["sample_size"] = 8;
+  c.vae["block_out_channels"] = {8, 16, 16, 16};
+  c.vae["norm_num_groups"] = 4;
+  for (nlohmann::json* te : {&c.text_encoder, &c.text_encoder_2}) {
+    (*te)["hidden_size"] = 32;
+    (*te)["intermediate_size"] = 64;
+    (*te)["num_attention_heads"] = 2;
+    (*te)["num_hidden_layers"] = 3;
+  }
+  c.text_encoder_2["projection_dim"] = 16;
+  const std::string fx = test::model_dir("tiny-sdxl");
+  RandomModelOptions opt;
+  opt.tokenizer_dir = fx + "/tokenizer";
+  opt.tokenizer_2_dir = fx + "/tokenizer_2";
+  opt.dtype = DType::F32;
+  const RandomModelSummary s = write_random_model(c, tmp.path.string(), opt);
+  EXPECT_GT(s.text_encoder_2_params, s.text_encoder_params);  // + text_projection
+  EXPECT_EQ(s.bytes,
+            4 * (s.unet_params + s.vae_params + s.text_encoder_params + s.text_encoder_2_params));
+  const auto m = StableDiffusion::load(tmp.path.string());
+  EXPECT_EQ(m->kind, "sdxl");
+  EXPECT_EQ(default_image_size(*m), 64);
+  GenerateParams p;
+  p.prompts = {"a red cube"};
+  p.width = p.height = 64;
+  p.steps = 1;
+  p.sampler = "euler";
+  const GenerateResult r = generate(*m, p);
+  EXPECT_EQ(r.unet_calls, 1);
+  EXPECT_EQ(r.image01.shape(), (Shape{1, 3, 64, 64}));
+  EXPECT_TRUE(all_finite(r.latents));
+  RandomModelOptions no_tok2 = opt;
+  no_tok2.tokenizer_2_dir.clear();
+  no_tok2.force = true;
+  EXPECT_THROW(write_random_model(c, tmp.path.string(), no_tok2), Error);
 }
 
 TEST(RandomModel, InitialValuesFollowPyTorchDefaults) {

@@ -18,6 +18,12 @@ ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j, const std::str
   c.positions = cfg_int(j, "max_position_embeddings", 77, where);
   c.act = cfg_str(j, "hidden_act", "quick_gelu", where);
   c.eps = static_cast<float>(cfg_num(j, "layer_norm_eps", 1e-5, where));
+  if (j.contains("architectures") && j["architectures"].is_array())
+    for (const auto& a : j["architectures"])
+      if (a == "CLIPTextModelWithProjection")
+        c.projection_dim = cfg_int(j, "projection_dim", 512, where);
+  SDPAL_CHECK(c.projection_dim >= 0 && c.projection_dim <= 65536,
+              where + ": projection_dim must be from 0 to 65536");
   SDPAL_CHECK(c.act == "quick_gelu" || c.act == "gelu",
               where + ": unsupported hidden_act '" + c.act + "' (quick_gelu or gelu)");
   SDPAL_CHECK(c.hidden > 0 && c.heads > 0 && c.hidden % c.heads == 0 && c.layers > 0,
@@ -47,17 +53,23 @@ ClipTextModel::ClipTextModel(const WeightStore& ws, const ClipTextConfig& cfg)
     layers_.push_back(std::move(L));
   }
   final_ln_.load(ws, p + "final_layer_norm", D, cfg.eps);
+  if (cfg.projection_dim > 0) {
+    text_projection_.emplace();
+    text_projection_->load(ws, "text_projection", D, cfg.projection_dim, /*bias=*/false);
+  }
 }
 
 std::vector<WeightLayer*> ClipTextModel::weight_layers() {
   std::vector<WeightLayer*> out;
   for (Layer& L : layers_)
     for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.fc1, &L.fc2}) out.push_back(l);
+  if (text_projection_) out.push_back(&*text_projection_);
   return out;
 }
 
 ClipTextOutput ClipTextModel::forward(const std::vector<std::vector<int>>& ids, int skip,
-                                      const std::vector<TokenEmbeddingOverride>& overrides) const {
+                                      const std::vector<TokenEmbeddingOverride>& overrides,
+                                      bool final_norm) const {
   SDPAL_CHECK(!ids.empty(), "text encoder: no prompts");
   SDPAL_CHECK(skip >= 0 && skip < cfg_.layers,
               "clip skip " + std::to_string(skip) + " out of range for a " +
@@ -89,9 +101,10 @@ ClipTextOutput ClipTextModel::forward(const std::vector<std::vector<int>>& ids, 
       for (int64_t d = 0; d < D; ++d) row[d] = v[d] + pos[t * D + d];
     }
   }
-  const int64_t run = cfg_.layers - skip;
-  Tensor last_out;
-  for (int64_t i = 0; i < run; ++i) {
+  // All layers run: the pooled output comes from the last one whichever layer is selected.
+  const int64_t selected = cfg_.layers - skip;
+  ClipTextOutput out;
+  for (int64_t i = 0; i < cfg_.layers; ++i) {
     const Layer& L = layers_[i];
     Tensor h = L.ln1(x);
     Tensor a = k::attention(L.q(h), L.k(h), L.v(h), cfg_.heads, /*causal=*/true);
@@ -103,16 +116,18 @@ ClipTextOutput ClipTextModel::forward(const std::vector<std::vector<int>>& ids, 
     else
       k::quick_gelu_(f);
     k::add_(x, L.fc2(f));
+    if (i + 1 == selected && i + 1 < cfg_.layers) out.hidden = final_norm ? final_ln_(x) : x;
   }
-  ClipTextOutput out;
-  out.hidden = final_ln_(x);
+  const Tensor last = final_ln_(x);
+  if (selected == cfg_.layers) out.hidden = final_norm ? last : x;
   out.pooled = Tensor({B, D});
   for (int64_t b = 0; b < B; ++b) {
     int64_t best = 0;
     for (int64_t t = 1; t < T; ++t)
       if (ids[b][t] > ids[b][best]) best = t;
-    std::copy_n(out.hidden.data() + (b * T + best) * D, D, out.pooled.data() + b * D);
+    std::copy_n(last.data() + (b * T + best) * D, D, out.pooled.data() + b * D);
   }
+  if (text_projection_) out.text_embeds = (*text_projection_)(out.pooled);
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -68,6 +69,36 @@ std::string flatten(std::string s) {
   for (char& c : s)
     if (c == '.') c = '_';
   return s;
+}
+
+// SGM/LDM block names of a diffusers UNet attention module path, as SDXL trainers write kohya
+// files ("kohya_sgm"): down_blocks.b.attentions.l -> input_blocks.(1 + b(L+1) + l).1,
+// mid_block.attentions.0 -> middle_block.1, up_blocks.b.attentions.l -> output_blocks.(b(L+1) +
+// l).1, the rest of the path kept (L = layers_per_block). "" for other paths.
+std::string sgm_name(const std::string& name, int layers_per_block) {
+  static const std::regex down(R"(^down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)$)");
+  static const std::regex up(R"(^up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)$)");
+  static const std::regex mid(R"(^mid_block\.attentions\.0\.(.+)$)");
+  std::smatch m;
+  const int per = layers_per_block + 1;
+  if (std::regex_match(name, m, down))
+    return "input_blocks." + std::to_string(1 + std::stoi(m[1]) * per + std::stoi(m[2])) + ".1." +
+           std::string(m[3]);
+  if (std::regex_match(name, m, up))
+    return "output_blocks." + std::to_string(std::stoi(m[1]) * per + std::stoi(m[2])) + ".1." +
+           std::string(m[3]);
+  if (std::regex_match(name, m, mid)) return "middle_block.1." + std::string(m[1]);
+  return "";
+}
+
+// layers_per_block of a UNet from its layer names: the resnets of down_blocks.0.
+int layers_per_block(const std::vector<WeightLayer*>& layers) {
+  static const std::regex resnet(R"(^down_blocks\.0\.resnets\.(\d+)\..+$)");
+  int n = 0;
+  std::smatch m;
+  for (const WeightLayer* l : layers)
+    if (std::regex_match(l->name, m, resnet)) n = std::max(n, std::stoi(m[1]) + 1);
+  return n;
 }
 
 // The weight of a Linear or Conv2d layer (null for other layer kinds).
@@ -185,9 +216,12 @@ std::string LoraFile::short_hash() const {
 LoraAttachReport attach_loras(const std::vector<WeightLayer*>& layers, const std::string& component,
                               const std::vector<LoraUse>& loras, bool merge) {
   std::unordered_map<std::string, WeightLayer*> by_name, by_flat;
+  const int lpb = component == "unet" ? layers_per_block(layers) : 0;
   for (WeightLayer* l : layers) {
     by_name[l->name] = l;
     by_flat[flatten(l->name)] = l;
+    if (lpb > 0)  // kohya files with SGM block names ("kohya_sgm") name the same layers
+      if (const std::string sgm = sgm_name(l->name, lpb); !sgm.empty()) by_flat[flatten(sgm)] = l;
   }
   LoraAttachReport report;
   std::map<WeightLayer*, LowRankBranches> branches;

@@ -1,7 +1,8 @@
 // LoRA files (safetensors) for SD 1.x / 2.x / SDXL UNets and CLIP text encoders, in the formats
 // users have them:
 //   kohya / A1111    lora_unet_<module with '.' -> '_'>.lora_down.weight / .lora_up.weight / .alpha
-//                    lora_te_ (SD 1/2 text encoder), lora_te1_ / lora_te2_ (SDXL's two)
+//                    lora_te_ (SD 1/2 text encoder), lora_te1_ / lora_te2_ (SDXL's two);
+//                    SDXL UNet attentions also by SGM block names (lora_unet_input_blocks_4_1_...)
 //   diffusers 0.2x   unet.<module>.lora.down.weight / .lora.up.weight,
 //                    text_encoder[_2].<module>.lora_linear_layer.down.weight / .up.weight
 //   PEFT             <component>.<module>.lora_A.weight / .lora_B.weight (optionally .alpha)

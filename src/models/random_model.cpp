@@ -226,10 +226,63 @@ constexpr const char* kModelIndex = R"({
   "vae": ["diffusers", "AutoencoderKL"]
 })";
 
+// stabilityai/stable-diffusion-xl-base-1.0 (diffusers 0.24 keys): three levels, transformer depths
+// 1/2/10, 64-wide heads, 2048-wide context (both text encoders), text_time added conditions.
+constexpr const char* kSdxlUnet = R"({
+  "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.24.0", "act_fn": "silu",
+  "addition_embed_type": "text_time", "addition_embed_type_num_heads": 64,
+  "addition_time_embed_dim": 256, "attention_head_dim": [5, 10, 20], "attention_type": "default",
+  "block_out_channels": [320, 640, 1280], "center_input_sample": false,
+  "class_embed_type": null, "class_embeddings_concat": false, "conv_in_kernel": 3,
+  "conv_out_kernel": 3, "cross_attention_dim": 2048, "cross_attention_norm": null,
+  "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+  "downsample_padding": 1, "dropout": 0.0, "dual_cross_attention": false,
+  "encoder_hid_dim": null, "encoder_hid_dim_type": null, "flip_sin_to_cos": true,
+  "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
+  "mid_block_only_cross_attention": null, "mid_block_scale_factor": 1,
+  "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05, "norm_num_groups": 32,
+  "num_attention_heads": null, "num_class_embeds": null, "only_cross_attention": false,
+  "out_channels": 4, "projection_class_embeddings_input_dim": 2816,
+  "resnet_out_scale_factor": 1.0, "resnet_skip_time_act": false,
+  "resnet_time_scale_shift": "default", "reverse_transformer_layers_per_block": null,
+  "sample_size": 128, "time_cond_proj_dim": null, "time_embedding_act_fn": null,
+  "time_embedding_dim": null, "time_embedding_type": "positional", "timestep_post_act": null,
+  "transformer_layers_per_block": [1, 2, 10],
+  "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+  "upcast_attention": null, "use_linear_projection": true
+})";
+// OpenCLIP ViT-bigG text tower as CLIPTextModelWithProjection.
+constexpr const char* kSdxlTextEncoder2 = R"({
+  "architectures": ["CLIPTextModelWithProjection"], "attention_dropout": 0.0,
+  "bos_token_id": 0, "dropout": 0.0, "eos_token_id": 2, "hidden_act": "gelu",
+  "hidden_size": 1280, "initializer_factor": 1.0, "initializer_range": 0.02,
+  "intermediate_size": 5120, "layer_norm_eps": 1e-05, "max_position_embeddings": 77,
+  "model_type": "clip_text_model", "num_attention_heads": 20, "num_hidden_layers": 32,
+  "pad_token_id": 1, "projection_dim": 1280, "torch_dtype": "float16",
+  "transformers_version": "4.31.0", "vocab_size": 49408
+})";
+constexpr const char* kSdxlScheduler = R"({
+  "_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.24.0", "beta_end": 0.012,
+  "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": false,
+  "interpolation_type": "linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
+  "sample_max_value": 1.0, "set_alpha_to_one": false, "skip_prk_steps": true,
+  "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": null,
+  "use_karras_sigmas": false
+})";
+constexpr const char* kSdxlModelIndex = R"({
+  "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.24.0",
+  "feature_extractor": [null, null], "force_zeros_for_empty_prompt": true,
+  "image_encoder": [null, null], "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+  "text_encoder": ["transformers", "CLIPTextModel"],
+  "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+  "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "CLIPTokenizer"],
+  "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]
+})";
+
 }  // namespace
 
 const std::vector<std::string>& builtin_archs() {
-  static const std::vector<std::string> archs{"sd15", "sd21"};
+  static const std::vector<std::string> archs{"sd15", "sd21", "sdxl"};
   return archs;
 }
 
@@ -261,6 +314,16 @@ ModelConfigs builtin_model_configs(const std::string& arch) {
     c.model_index["scheduler"] = {"diffusers", "DDIMScheduler"};
     return c;
   }
+  if (arch == "sdxl") {
+    // The VAE is SD's with SDXL's scaling factor; text_encoder is CLIP ViT-L as in SD 1.5.
+    c.model_index = nlohmann::json::parse(kSdxlModelIndex);
+    c.unet = nlohmann::json::parse(kSdxlUnet);
+    c.vae["sample_size"] = 1024;
+    c.vae["scaling_factor"] = 0.13025;
+    c.text_encoder_2 = nlohmann::json::parse(kSdxlTextEncoder2);
+    c.scheduler = nlohmann::json::parse(kSdxlScheduler);
+    return c;
+  }
   std::string known;
   for (const auto& a : builtin_archs()) known += (known.empty() ? "" : ", ") + a;
   fail("unknown architecture '" + arch + "' (known: " + known + ")");
@@ -273,6 +336,8 @@ ModelConfigs model_configs_from_folder(const std::string& dir) {
   c.vae = read_json_file(dir + "/vae/config.json");
   c.text_encoder = read_json_file(dir + "/text_encoder/config.json");
   c.scheduler = read_json_file(dir + "/scheduler/scheduler_config.json");
+  if (fs::exists(dir + "/text_encoder_2/config.json"))
+    c.text_encoder_2 = read_json_file(dir + "/text_encoder_2/config.json");
   return c;
 }
 
@@ -359,6 +424,17 @@ RandomModelSummary write_random_model(const ModelConfigs& configs, const std::st
   const VaeConfig vae_cfg = VaeConfig::from_json(configs.vae, "vae/config.json");
   const ClipTextConfig te_cfg =
       ClipTextConfig::from_json(configs.text_encoder, "text_encoder/config.json");
+  const bool sdxl = !configs.text_encoder_2.is_null();
+  const ClipTextConfig te2_cfg =
+      sdxl ? ClipTextConfig::from_json(configs.text_encoder_2, "text_encoder_2/config.json")
+           : ClipTextConfig{};
+  const fs::path tok_2(opt.tokenizer_2_dir);
+  if (sdxl && (opt.tokenizer_2_dir.empty() || !fs::exists(tok_2 / "vocab.json") ||
+               !fs::exists(tok_2 / "merges.txt")))
+    fail("random model: SDXL needs tokenizer_2 files (vocab.json, merges.txt) in '" +
+         opt.tokenizer_2_dir +
+         "'; the real ones are in ../shared/fixtures/tiny-sdxl/model/tokenizer_2 beside the "
+         "repository");
 
   const fs::path tok(opt.tokenizer_dir);
   if (opt.tokenizer_dir.empty() || !fs::exists(tok / "vocab.json") ||
@@ -381,6 +457,8 @@ RandomModelSummary write_random_model(const ModelConfigs& configs, const std::st
   try {
     for (const char* sub : {"unet", "vae", "text_encoder", "tokenizer", "scheduler"})
       fs::create_directories(tmp / sub);
+    if (sdxl)
+      for (const char* sub : {"text_encoder_2", "tokenizer_2"}) fs::create_directories(tmp / sub);
     nlohmann::json te_json = configs.text_encoder;
     te_json["torch_dtype"] = opt.dtype == DType::F16 ? "float16" : "float32";
     write_json(tmp / "model_index.json", configs.model_index);
@@ -388,12 +466,21 @@ RandomModelSummary write_random_model(const ModelConfigs& configs, const std::st
     write_json(tmp / "vae" / "config.json", configs.vae);
     write_json(tmp / "text_encoder" / "config.json", te_json);
     write_json(tmp / "scheduler" / "scheduler_config.json", configs.scheduler);
-    for (const auto& e : fs::directory_iterator(tok)) {
-      if (!e.is_regular_file()) continue;
-      const fs::path dst = tmp / "tokenizer" / e.path().filename();
-      fs::copy_file(e.path(), dst);
-      fs::permissions(dst, fs::perms::owner_write, fs::perm_options::add);
+    if (sdxl) {
+      nlohmann::json te2_json = configs.text_encoder_2;
+      te2_json["torch_dtype"] = te_json["torch_dtype"];
+      write_json(tmp / "text_encoder_2" / "config.json", te2_json);
     }
+    auto copy_tokenizer = [&](const fs::path& from, const char* sub) {
+      for (const auto& e : fs::directory_iterator(from)) {
+        if (!e.is_regular_file()) continue;
+        const fs::path dst = tmp / sub / e.path().filename();
+        fs::copy_file(e.path(), dst);
+        fs::permissions(dst, fs::perms::owner_write, fs::perm_options::add);
+      }
+    };
+    copy_tokenizer(tok, "tokenizer");
+    if (sdxl) copy_tokenizer(tok_2, "tokenizer_2");
 
     struct Part {
       const char* label;
@@ -401,7 +488,7 @@ RandomModelSummary write_random_model(const ModelConfigs& configs, const std::st
       std::vector<TensorSpec> specs;
       int64_t* params;
     };
-    const Part parts[] = {
+    std::vector<Part> parts = {
         {"unet", tmp / "unet" / "diffusion_pytorch_model.safetensors", unet_tensor_specs(unet_cfg),
          &sum.unet_params},
         {"vae", tmp / "vae" / "diffusion_pytorch_model.safetensors", vae_tensor_specs(vae_cfg),
@@ -409,13 +496,16 @@ RandomModelSummary write_random_model(const ModelConfigs& configs, const std::st
         {"text_encoder", tmp / "text_encoder" / "model.safetensors", clip_text_tensor_specs(te_cfg),
          &sum.text_encoder_params},
     };
+    if (sdxl)
+      parts.push_back({"text_encoder_2", tmp / "text_encoder_2" / "model.safetensors",
+                       clip_text_tensor_specs(te2_cfg), &sum.text_encoder_2_params});
     for (const Part& p : parts) {
       const auto t0 = Clock::now();
       *p.params = parameter_count(p.specs);
       const int64_t bytes = write_component(p.file, p.specs, opt.dtype, opt.seed);
       sum.bytes += bytes;
       char line[200];
-      std::snprintf(line, sizeof line, "%-12s %5zu tensors %13lld params %8.1f MB  %.1f s", p.label,
+      std::snprintf(line, sizeof line, "%-14s %5zu tensors %13lld params %8.1f MB  %.1f s", p.label,
                     p.specs.size(), static_cast<long long>(*p.params), bytes / 1e6,
                     seconds_since(t0));
       log(line);

@@ -41,11 +41,13 @@ int64_t parameter_count(const std::vector<TensorSpec>& specs);
 // The config files of a diffusers Stable Diffusion folder.
 struct ModelConfigs {
   nlohmann::json model_index, unet, vae, text_encoder, scheduler;
+  nlohmann::json text_encoder_2;  // SDXL (CLIPTextModelWithProjection); null for SD 1/2
 };
 
 // Built-in architectures with their real configs, as diffusers 0.24 / transformers 4.31 save them:
-// "sd15" (runwayml/stable-diffusion-v1-5) and "sd21" (stabilityai/stable-diffusion-2-1, 768 px,
-// v-prediction). Throws sdpal::Error for other names.
+// "sd15" (runwayml/stable-diffusion-v1-5), "sd21" (stabilityai/stable-diffusion-2-1, 768 px,
+// v-prediction) and "sdxl" (stabilityai/stable-diffusion-xl-base-1.0, 1024 px). Throws
+// sdpal::Error for other names.
 ModelConfigs builtin_model_configs(const std::string& arch);
 const std::vector<std::string>& builtin_archs();
 // The configs of an existing diffusers folder (to write a random model of the same architecture).
@@ -54,20 +56,21 @@ ModelConfigs model_configs_from_folder(const std::string& dir);
 struct RandomModelOptions {
   DType dtype = DType::F16;  // F16 or F32
   uint64_t seed = 0;
-  std::string tokenizer_dir;  // CLIP tokenizer files copied into tokenizer/ (required)
-  bool force = false;         // replace a non-empty output folder
+  std::string tokenizer_dir;    // CLIP tokenizer files copied into tokenizer/ (required)
+  std::string tokenizer_2_dir;  // SDXL: tokenizer_2/ (pads with '!'); required with text_encoder_2
+  bool force = false;           // replace a non-empty output folder
   std::function<void(const std::string&)> log;  // progress lines (optional)
 };
 
 struct RandomModelSummary {
-  int64_t unet_params = 0, vae_params = 0, text_encoder_params = 0;
+  int64_t unet_params = 0, vae_params = 0, text_encoder_params = 0, text_encoder_2_params = 0;
   int64_t bytes = 0;  // weight bytes written
 };
 
 // Writes a complete diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
-// scheduler/) with random weights. The folder is assembled under a temporary name beside
-// `out_dir` and renamed into place at the end; an existing non-empty `out_dir` is refused unless
-// opt.force. Throws sdpal::Error naming the problem.
+// scheduler/; for SDXL also text_encoder_2/, tokenizer_2/) with random weights. The folder is
+// assembled under a temporary name beside `out_dir` and renamed into place at the end; an existing
+// non-empty `out_dir` is refused unless opt.force. Throws sdpal::Error naming the problem.
 RandomModelSummary write_random_model(const ModelConfigs& configs, const std::string& out_dir,
                                       const RandomModelOptions& opt);
 

@@ -12,11 +12,27 @@ namespace sdpal {
 
 UNetConfig UNetConfig::from_json(const nlohmann::json& j, const std::string& where) {
   UNetConfig c;
-  for (const char* k :
-       {"addition_embed_type", "class_embed_type", "encoder_hid_dim_type", "time_cond_proj_dim"})
+  for (const char* k : {"class_embed_type", "encoder_hid_dim_type", "time_cond_proj_dim"})
     if (j.contains(k) && !j[k].is_null())
       fail(where + ": '" + std::string(k) + "' = " + j[k].dump() +
-           " is not supported (SD 1.x / 2.x UNets only; SDXL comes later)");
+           " is not supported (SD 1.x / 2.x and SDXL UNets only)");
+  c.addition_embed_type = cfg_str(j, "addition_embed_type", "", where);
+  SDPAL_CHECK(c.addition_embed_type.empty() || c.addition_embed_type == "text_time",
+              where + ": addition_embed_type '" + c.addition_embed_type +
+                  "' is not supported (null, or SDXL's \"text_time\")");
+  if (c.addition_embed_type == "text_time") {
+    c.addition_time_embed_dim = cfg_int(j, "addition_time_embed_dim", where);
+    c.projection_class_embeddings_input_dim =
+        cfg_int(j, "projection_class_embeddings_input_dim", where);
+    SDPAL_CHECK(c.addition_time_embed_dim > 0 && c.addition_time_embed_dim % 2 == 0 &&
+                    c.addition_time_embed_dim <= 65536,
+                where + ": addition_time_embed_dim must be an even number from 2 to 65536, got " +
+                    std::to_string(c.addition_time_embed_dim));
+    SDPAL_CHECK(c.projection_class_embeddings_input_dim > 0 &&
+                    c.projection_class_embeddings_input_dim <= (1 << 20),
+                where + ": projection_class_embeddings_input_dim must be from 1 to 2^20, got " +
+                    std::to_string(c.projection_class_embeddings_input_dim));
+  }
   if (cfg_bool(j, "dual_cross_attention", false, where) ||
       (j.contains("only_cross_attention") && j["only_cross_attention"].is_boolean() &&
        j["only_cross_attention"].get<bool>()))
@@ -82,6 +98,10 @@ UNet::UNet(const WeightStore& ws, const UNetConfig& cfg) : cfg_(cfg) {
   conv_in_.load(ws, "conv_in", cfg.in_channels, C[0], 3);
   time_linear_1_.load(ws, "time_embedding.linear_1", C[0], T);
   time_linear_2_.load(ws, "time_embedding.linear_2", T, T);
+  if (needs_text_time()) {
+    add_linear_1_.load(ws, "add_embedding.linear_1", cfg.projection_class_embeddings_input_dim, T);
+    add_linear_2_.load(ws, "add_embedding.linear_2", T, T);
+  }
 
   int64_t ch = C[0];
   for (int64_t i = 0; i < n; ++i) {
@@ -174,7 +194,9 @@ std::vector<WeightLayer*> UNet::weight_layers() {
     if (L.down) r.push_back(&L.down->conv);
     if (L.up) r.push_back(&L.up->conv);
   };
-  r.insert(r.end(), {&time_linear_1_, &time_linear_2_, &conv_in_});
+  r.insert(r.end(), {&time_linear_1_, &time_linear_2_});
+  if (needs_text_time()) r.insert(r.end(), {&add_linear_1_, &add_linear_2_});
+  r.push_back(&conv_in_);
   for (Level& L : down_) level(L);
   resnet(mid_res0_);
   transformer(*mid_attn_);
@@ -184,37 +206,75 @@ std::vector<WeightLayer*> UNet::weight_layers() {
   return r;
 }
 
-Tensor UNet::time_embedding(const std::vector<double>& ts, int64_t B) const {
-  SDPAL_CHECK(
-      ts.size() == 1 || static_cast<int64_t>(ts.size()) == B,
-      "unet: " + std::to_string(ts.size()) + " timesteps for a batch of " + std::to_string(B));
-  const int64_t dim = cfg_.block_out_channels[0], half = dim / 2;
-  // Computed in float32 exactly as diffusers' get_timestep_embedding does.
+namespace {
+
+// diffusers' get_timestep_embedding in float32: one row of `dim` per value.
+Tensor sinusoidal_embedding(const std::vector<float>& values, int64_t dim, bool flip_sin_to_cos,
+                            double freq_shift) {
+  const int64_t half = dim / 2;
   std::vector<float> freq(half);
   for (int64_t i = 0; i < half; ++i) {
     float e = -std::log(10000.0f) * static_cast<float>(i);
-    e = e / static_cast<float>(half - cfg_.freq_shift);
+    e = e / static_cast<float>(half - freq_shift);
     freq[i] = std::exp(e);
   }
-  Tensor emb({B, dim});
-  for (int64_t b = 0; b < B; ++b) {
-    const float t = static_cast<float>(ts.size() == 1 ? ts[0] : ts[b]);
+  const int64_t n = static_cast<int64_t>(values.size());
+  Tensor emb({n, dim});
+  for (int64_t b = 0; b < n; ++b) {
+    const float t = values[b];
     float* row = emb.data() + b * dim;
     for (int64_t i = 0; i < half; ++i) {
       const float a = t * freq[i];
       const float s = static_cast<float>(std::sin(static_cast<double>(a)));
       const float c = static_cast<float>(std::cos(static_cast<double>(a)));
-      row[i] = cfg_.flip_sin_to_cos ? c : s;
-      row[half + i] = cfg_.flip_sin_to_cos ? s : c;
+      row[i] = flip_sin_to_cos ? c : s;
+      row[half + i] = flip_sin_to_cos ? s : c;
     }
   }
-  Tensor h = time_linear_1_(emb);
+  return emb;
+}
+
+}  // namespace
+
+Tensor UNet::time_embedding(const std::vector<double>& ts, int64_t B) const {
+  SDPAL_CHECK(
+      ts.size() == 1 || static_cast<int64_t>(ts.size()) == B,
+      "unet: " + std::to_string(ts.size()) + " timesteps for a batch of " + std::to_string(B));
+  std::vector<float> t(B);
+  for (int64_t b = 0; b < B; ++b) t[b] = static_cast<float>(ts.size() == 1 ? ts[0] : ts[b]);
+  Tensor h = time_linear_1_(
+      sinusoidal_embedding(t, cfg_.block_out_channels[0], cfg_.flip_sin_to_cos, cfg_.freq_shift));
   k::silu_(h);
   return time_linear_2_(h);
 }
 
+Tensor UNet::added_embedding(const TextTimeCond& a, int64_t B) const {
+  const int64_t P = a.text_embeds.ndim() == 2 ? a.text_embeds.dim(1) : -1;
+  const int64_t n = a.time_ids.ndim() == 2 ? a.time_ids.dim(1) : -1;
+  const int64_t E = cfg_.addition_time_embed_dim;
+  SDPAL_CHECK(a.text_embeds.ndim() == 2 && a.text_embeds.dim(0) == B && a.time_ids.ndim() == 2 &&
+                  a.time_ids.dim(0) == B && P + n * E == cfg_.projection_class_embeddings_input_dim,
+              "unet: text_embeds " + shape_str(a.text_embeds.shape()) + " and time_ids " +
+                  shape_str(a.time_ids.shape()) + " do not fit a batch of " + std::to_string(B) +
+                  " and add_embedding's input width " +
+                  std::to_string(cfg_.projection_class_embeddings_input_dim) +
+                  " (= text_embeds + " + std::to_string(E) + " per time id)");
+  std::vector<float> ids(a.time_ids.data(), a.time_ids.data() + a.time_ids.numel());
+  const Tensor t = sinusoidal_embedding(ids, E, cfg_.flip_sin_to_cos, cfg_.freq_shift);
+  Tensor in({B, P + n * E});
+  for (int64_t b = 0; b < B; ++b) {
+    float* row = in.data() + b * (P + n * E);
+    std::copy_n(a.text_embeds.data() + b * P, P, row);
+    std::copy_n(t.data() + b * n * E, n * E, row + P);
+  }
+  Tensor h = add_linear_1_(in);
+  k::silu_(h);
+  return add_linear_2_(h);
+}
+
 Tensor UNet::forward(const Tensor& sample, const std::vector<double>& timesteps,
-                     const Tensor& context, const ToMe* tome_setting) const {
+                     const Tensor& context, const ToMe* tome_setting,
+                     const TextTimeCond* added) const {
   SDPAL_CHECK(sample.ndim() == 4 && sample.dim(1) == cfg_.in_channels,
               "unet: sample must be [B, " + std::to_string(cfg_.in_channels) + ", h, w], got " +
                   shape_str(sample.shape()));
@@ -224,6 +284,11 @@ Tensor UNet::forward(const Tensor& sample, const std::vector<double>& timesteps,
       "unet: encoder_hidden_states must be [" + std::to_string(B) + ", S, " +
           std::to_string(cfg_.cross_attention_dim[0]) + "], got " + shape_str(context.shape()));
   Tensor temb = time_embedding(timesteps, B);
+  SDPAL_CHECK(needs_text_time() == (added != nullptr),
+              needs_text_time()
+                  ? "unet: this SDXL UNet needs its added conditions (text_embeds, time_ids)"
+                  : "unet: text_embeds/time_ids given to a UNet without addition_embed_type");
+  if (added) k::add_(temb, added_embedding(*added, B));
   k::silu_(temb);  // every resnet applies SiLU to temb before its projection
 
   const ToMeCall tome_call{tome_setting, sample.dim(2) * sample.dim(3)};

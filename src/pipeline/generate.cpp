@@ -53,6 +53,16 @@ void validate(const StableDiffusion& m, const GenerateParams& p) {
                 "mask must be [1, 1, " + std::to_string(p.height) + ", " + std::to_string(p.width) +
                     "], got " + shape_str(k.shape()));
   }
+  for (const auto& [what, v] : {std::pair{"original width", p.original_width},
+                                {"original height", p.original_height},
+                                {"target width", p.target_width},
+                                {"target height", p.target_height},
+                                {"crop top", p.crop_top},
+                                {"crop left", p.crop_left}})
+    SDPAL_CHECK(v >= 0 && v <= 65536,
+                std::string("SDXL ") + what + " must be from 0 to 65536, got " + std::to_string(v));
+  if (m.unet->needs_text_time())
+    SDPAL_CHECK(!p.init_image, "img2img with SDXL models is not supported yet");
   check_tome_options(p.tome);
 }
 
@@ -86,8 +96,20 @@ Tensor init_image_latents(const StableDiffusion& m, const VaeEncoding& e, const 
   return x0;
 }
 
+std::vector<float> sdxl_time_ids(const GenerateParams& p) {
+  auto or_image = [](int v, int image) { return static_cast<float>(v > 0 ? v : image); };
+  return {or_image(p.original_height, p.height), or_image(p.original_width, p.width),
+          static_cast<float>(p.crop_top),        static_cast<float>(p.crop_left),
+          or_image(p.target_height, p.height),   or_image(p.target_width, p.width)};
+}
+
 Tensor encode_prompts(const StableDiffusion& m, const std::vector<std::string>& texts,
                       int clip_skip, std::vector<std::string>* warnings) {
+  if (m.text_encoder_2) {
+    EncodedPrompts e = encode_prompt_batch(m, texts, {clip_skip, /*syntax=*/false});
+    if (warnings) warnings->insert(warnings->end(), e.warnings.begin(), e.warnings.end());
+    return std::move(e.hidden);
+  }
   std::vector<std::vector<int>> ids;
   for (const auto& t : texts) {
     int dropped = 0;
@@ -134,7 +156,7 @@ namespace {
 // generate(), with `unet` in place of the model's own. `context` as encode_prompts() gives it:
 // [uncond..., cond...] when guidance is on.
 Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& context,
-                     const GenerateParams& p, int* unet_calls) {
+                     const Tensor* pooled, const GenerateParams& p, int* unet_calls) {
   const int64_t B = p.prompts.size();
   const int f = vae_scale_factor(m);
   const int64_t h = p.height / f, w = p.width / f, L = m.unet->config().in_channels;
@@ -149,6 +171,19 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
   auto sched = make_scheduler(so, m.scheduler_config);
   sched->set_timesteps(p.steps);
   TorchCpuRng rng(p.seed);
+
+  // SDXL: pooled text embeddings and the same time ids for every UNet row.
+  std::optional<TextTimeCond> added;
+  if (unet.needs_text_time()) {
+    SDPAL_CHECK(pooled && pooled->ndim() == 2 && pooled->dim(0) == context.dim(0),
+                "SDXL needs pooled text embeddings, one row per context row");
+    const std::vector<float> ids = sdxl_time_ids(p);
+    const int64_t rows = context.dim(0), n = static_cast<int64_t>(ids.size());
+    added.emplace();
+    added->text_embeds = *pooled;
+    added->time_ids = Tensor({rows, n});
+    for (int64_t r = 0; r < rows; ++r) std::copy_n(ids.data(), n, added->time_ids.data() + r * n);
+  }
 
   Tensor latents;
   int first = 0;
@@ -191,7 +226,7 @@ Tensor run_denoising(const StableDiffusion& m, const UNet& unet, const Tensor& c
   for (int i = first; i < static_cast<int>(ts.size()); ++i) {
     Tensor x = sched->scale_model_input(latents, i);
     Tensor xin = cfg ? concat0({&x, &x}) : x;
-    Tensor out = unet.forward(xin, {ts[i]}, context, &tome);
+    Tensor out = unet.forward(xin, {ts[i]}, context, &tome, added ? &*added : nullptr);
     if (unet_calls) ++*unet_calls;
     Tensor guided = cfg ? out.slice0(B, 2 * B) : std::move(out);
     if (cfg) {
@@ -239,13 +274,13 @@ void check_model_files(const StableDiffusion& m) {
 }  // namespace
 
 Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
-                       const GenerateParams& p, int* unet_calls) {
+                       const GenerateParams& p, int* unet_calls, const Tensor* pooled) {
   validate(m, p);
   const int64_t rows = static_cast<int64_t>(p.prompts.size()) * (p.cfg_scale > 1.f ? 2 : 1);
   SDPAL_CHECK(context.ndim() == 3 && context.dim(0) == rows,
               "denoise_latents: context has shape " + shape_str(context.shape()) + ", expected " +
                   std::to_string(rows) + " rows");
-  Tensor latents = run_denoising(m, unet, context, p, unet_calls);
+  Tensor latents = run_denoising(m, unet, context, pooled, p, unet_calls);
   check_model_files(m);
   return latents;
 }
@@ -280,24 +315,34 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p) {
   // side is padded with empty-prompt chunks to the same number of context tokens.
   PromptEncodingOptions eo{p.clip_skip, p.prompt_syntax};
   if (adapted.text_encoder) eo.text_encoder = &*adapted.text_encoder;
+  if (adapted.text_encoder_2) eo.text_encoder_2 = &*adapted.text_encoder_2;
   EmbeddingLibrary embeddings;
   if (p.prompt_syntax && !p.embeddings_dir.empty()) {
     embeddings = EmbeddingLibrary::load_dir(p.embeddings_dir, *m.tokenizer);
     eo.embeddings = &embeddings;
   }
   EncodedPrompts cond = encode_prompt_batch(m, p.prompts, eo);
-  Tensor context = cond.hidden;
+  Tensor context = cond.hidden, pooled = cond.pooled;
   res.warnings.insert(res.warnings.end(), cond.warnings.begin(), cond.warnings.end());
   if (cfg) {
-    EncodedPrompts uncond = encode_prompt_batch(m, neg, eo);
+    EncodedPrompts uncond;
+    if (m.force_zeros_for_empty_prompt && p.negative_prompts.empty()) {
+      // diffusers' SDXL with negative_prompt None: zeros_like(prompt_embeds / pooled).
+      uncond.hidden = Tensor::zeros(cond.hidden.shape());
+      uncond.pooled = Tensor::zeros(cond.pooled.shape());
+    } else {
+      uncond = encode_prompt_batch(m, neg, eo);
+    }
     res.warnings.insert(res.warnings.end(), uncond.warnings.begin(), uncond.warnings.end());
     const int64_t T = std::max(cond.hidden.dim(1), uncond.hidden.dim(1));
     const Tensor c = pad_with_empty_chunks(m, cond.hidden, T, eo);
     const Tensor u = pad_with_empty_chunks(m, uncond.hidden, T, eo);
     context = concat0({&u, &c});
+    if (m.text_encoder_2) pooled = concat0({&uncond.pooled, &cond.pooled});
   }
 
-  const Tensor latents = run_denoising(m, unet, context, p, &res.unet_calls);
+  const Tensor latents =
+      run_denoising(m, unet, context, m.text_encoder_2 ? &pooled : nullptr, p, &res.unet_calls);
   res.latents = latents;
   if (p.taesd_decoder) {
     res.image01 = p.taesd_decoder->decode(latents);

@@ -1,5 +1,7 @@
 // Text-to-image and image-to-image generation with classifier-free guidance, following diffusers'
-// StableDiffusionPipeline / StableDiffusionImg2ImgPipeline step by step.
+// StableDiffusionPipeline / StableDiffusionImg2ImgPipeline step by step, and for SDXL models
+// StableDiffusionXLPipeline (txt2img): pooled text embeddings and size/crop time ids as the
+// UNet's added conditions, all-zero unconditional embeddings when no negative prompt is given.
 #pragma once
 #include <functional>
 #include <optional>
@@ -16,8 +18,11 @@ namespace sdpal {
 class Taesd;
 
 struct GenerateParams {
-  std::vector<std::string> prompts;           // one per image
-  std::vector<std::string> negative_prompts;  // empty, one, or one per prompt
+  std::vector<std::string> prompts;  // one per image
+  // Empty (none given), one, or one per prompt. None given: "" for SD 1/2; for SDXL models with
+  // force_zeros_for_empty_prompt all-zero unconditional embeddings (diffusers' negative_prompt
+  // None), whereas an explicit "" is encoded.
+  std::vector<std::string> negative_prompts;
   int width = 512, height = 512, steps = 20;
   float cfg_scale = 7.5f;           // <= 1 disables the unconditional pass (diffusers)
   std::string sampler = "euler_a";  // ddim | euler | euler_a | dpmpp_2m | pndm
@@ -26,6 +31,11 @@ struct GenerateParams {
   float eta = 0.f;               // DDIM
   uint64_t seed = 0;
   int clip_skip = 1;  // A1111 convention: 1 = last layer, 2 = penultimate
+  // SDXL micro-conditioning (diffusers' original_size, crops_coords_top_left, target_size), in
+  // pixels; 0 for a size means the image's (width x height), diffusers' default. The same values
+  // go to the unconditional rows.
+  int original_width = 0, original_height = 0, target_width = 0, target_height = 0;
+  int crop_top = 0, crop_left = 0;
   // A1111 prompt syntax (pipeline/prompt_encoding.h): emphasis, BREAK, long prompts in 75-token
   // chunks, extra-network tags removed. false: diffusers' plain encoding, truncated at 77 tokens.
   bool prompt_syntax = true;
@@ -84,8 +94,13 @@ GenerateResult generate(const StableDiffusion& m, const GenerateParams& p);
 // p.cfg_scale > 1, else [B, T, D] (T = 77, or a multiple of it for long prompts), with B =
 // p.prompts.size(). Returns the final latents [B, 4, h, w], bit-identical to generate(m, p).latents
 // when `unet` has m's weights.
+// For SDXL `pooled` is required: text_encoder_2's pooled embeddings, one row per context row.
 Tensor denoise_latents(const StableDiffusion& m, const UNet& unet, const Tensor& context,
-                       const GenerateParams& p, int* unet_calls = nullptr);
+                       const GenerateParams& p, int* unet_calls = nullptr,
+                       const Tensor* pooled = nullptr);
+
+// SDXL's add_time_ids of a generation: (original h, w, crop top, left, target h, w).
+std::vector<float> sdxl_time_ids(const GenerateParams& p);
 
 // A [1, 1, H, W] mask in [0, 1] on the latent grid [1, 1, H/f, W/f]: binarised (>= 0.5 -> 1) and
 // sampled at the top-left pixel of each f x f cell (torch's F.interpolate 'nearest').

@@ -46,7 +46,8 @@ GenerateParams make_generate_params(const GenerationSettings& s, const StableDif
   SDPAL_CHECK(s.batch >= 1, "batch size must be at least 1, got " + std::to_string(s.batch));
   GenerateParams p;
   p.prompts.assign(s.batch, s.prompt);
-  if (!s.negative_prompt.empty()) p.negative_prompts = {s.negative_prompt};
+  if (s.negative_prompt_given || !s.negative_prompt.empty())
+    p.negative_prompts = {s.negative_prompt};
   const int side = default_image_size(m);
   p.width = s.width > 0 ? s.width : side;
   p.height = s.height > 0 ? s.height : side;

@@ -15,6 +15,9 @@ namespace sdpal {
 
 struct GenerationSettings {
   std::string prompt, negative_prompt;
+  // An empty negative prompt given explicitly is encoded; one not given leaves the unconditional
+  // embeddings to the model (zeros for SDXL's force_zeros_for_empty_prompt, as diffusers).
+  bool negative_prompt_given = false;
   int width = 0, height = 0;  // 0: the model's native size
   int steps = 20;
   float cfg = 7.5f;

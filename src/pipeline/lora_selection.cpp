@@ -71,7 +71,8 @@ AdaptedModel adapt_model(const StableDiffusion& m, const std::vector<LoraUse>& l
   if (loras.empty()) return a;
   for (const LoraUse& u : loras)
     for (const auto& [component, modules] : u.file->components())
-      if (component != "unet" && component != "text_encoder") {
+      if (component != "unet" && component != "text_encoder" &&
+          !(component == "text_encoder_2" && m.text_encoder_2)) {
         const std::string arch = u.file->architecture();
         throw Error("LoRA " + u.file->path() + " adapts " + component + ", which this model (" +
                     m.kind + ") does not have" +
@@ -82,9 +83,15 @@ AdaptedModel adapt_model(const StableDiffusion& m, const std::vector<LoraUse>& l
   a.text_encoder.emplace(*m.text_encoder);
   const LoraAttachReport rt =
       attach_loras(a.text_encoder->weight_layers(), "text_encoder", loras, merge);
+  LoraAttachReport rt2;
+  if (m.text_encoder_2) {
+    a.text_encoder_2.emplace(*m.text_encoder_2);
+    rt2 = attach_loras(a.text_encoder_2->weight_layers(), "text_encoder_2", loras, merge);
+  }
   std::vector<std::string> unmatched = ru.unmatched;
   unmatched.insert(unmatched.end(), rt.unmatched.begin(), rt.unmatched.end());
-  if (ru.adapted == 0 && rt.adapted == 0 && !unmatched.empty()) {
+  unmatched.insert(unmatched.end(), rt2.unmatched.begin(), rt2.unmatched.end());
+  if (ru.adapted == 0 && rt.adapted == 0 && rt2.adapted == 0 && !unmatched.empty()) {
     std::string arch;
     for (const LoraUse& u : loras)
       if (!u.file->architecture().empty()) arch = u.file->architecture();
@@ -101,6 +108,7 @@ AdaptedModel adapt_model(const StableDiffusion& m, const std::vector<LoraUse>& l
   }
   if (ru.adapted == 0) a.unet.reset();
   if (rt.adapted == 0) a.text_encoder.reset();
+  if (rt2.adapted == 0) a.text_encoder_2.reset();
   return a;
 }
 

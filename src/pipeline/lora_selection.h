@@ -21,12 +21,13 @@ std::vector<LoraUse> loras_from_tags(const std::vector<ExtraNetworkTag>& tags,
                                      const std::string& lora_dir);
 
 struct AdaptedModel {
-  std::optional<UNet> unet;                   // set when a LoRA adapts the UNet
-  std::optional<ClipTextModel> text_encoder;  // set when a LoRA adapts the text encoder
-  std::vector<std::string> warnings;          // modules that matched no layer
+  std::optional<UNet> unet;                     // set when a LoRA adapts the UNet
+  std::optional<ClipTextModel> text_encoder;    // set when a LoRA adapts the text encoder
+  std::optional<ClipTextModel> text_encoder_2;  // SDXL: set when a LoRA adapts text_encoder_2
+  std::vector<std::string> warnings;            // modules that matched no layer
 };
 
-// Copies of m's UNet and text encoder with `loras` attached (merged into dense weights when
+// Copies of m's UNet and text encoder(s) with `loras` attached (merged into dense weights when
 // `merge`; compressed and int8 layers always get branches).
 AdaptedModel adapt_model(const StableDiffusion& m, const std::vector<LoraUse>& loras, bool merge);
 

@@ -4,6 +4,15 @@
 // with the mean restored (A1111's default "Original" emphasis), and the chunks concatenated along
 // the token axis: a prompt of k chunks gives 77*k context tokens.
 // With syntax off it is diffusers' plain encoding: one 77-token row, longer prompts truncated.
+//
+// SDXL (two text encoders), as diffusers' StableDiffusionXLPipeline.encode_prompt and A1111's SDXL
+// conditioner do it: each encoder gets the same prompt through its own tokenizer (its own chunks
+// of the same parsed prompt), the hidden states of the layer before the last (clip skip 1; no
+// final layer norm) are concatenated on the feature axis per chunk, emphasis is applied to each
+// encoder's hidden states on its own, and the pooled embedding is text_encoder_2's projected
+// pooled output of the prompt's first chunk. Should the two tokenizers cut a prompt into a
+// different number of chunks (tokenizer_2 splits off its pad text '!'), the shorter side is
+// padded with its empty-prompt chunk.
 #pragma once
 #include <string>
 #include <vector>
@@ -18,14 +27,16 @@ namespace sdpal {
 struct PromptEncodingOptions {
   int clip_skip = 1;   // A1111 convention: 1 = last layer, 2 = penultimate
   bool syntax = true;  // false: diffusers' encoding (no emphasis, truncation at 77 tokens)
-  // The text encoder to run (e.g. a copy with LoRA branches); null: the model's own.
+  // The text encoders to run (e.g. copies with LoRA branches); null: the model's own.
   const ClipTextModel* text_encoder = nullptr;
+  const ClipTextModel* text_encoder_2 = nullptr;  // SDXL
   // Textual-inversion embeddings found by name in the prompts (syntax on only; null: none).
   const EmbeddingLibrary* embeddings = nullptr;
 };
 
 struct EncodedPrompts {
   Tensor hidden;                      // [N, 77*k, D], k = the largest chunk count in the batch
+  Tensor pooled;                      // SDXL: [N, projection_dim]; empty for SD 1/2
   std::vector<ExtraNetworkTag> tags;  // extra-network tags found in the texts, in order
   std::vector<std::string> warnings;  // e.g. truncation with syntax off
 };

@@ -61,6 +61,46 @@ bool uses_v_prediction(const UNet& unet) {
   return mean / out.numel() < -1;
 }
 
+// SDXL's second tokenizer and text encoder (CLIPTextModelWithProjection) from a diffusers folder,
+// and the pipeline's force_zeros_for_empty_prompt.
+void load_second_text_encoder(StableDiffusion& m, const fs::path& p, const LoadOptions& opt) {
+  m.kind = "sdxl";
+  m.te2_ws = std::make_unique<WeightStore>("text_encoder_2");
+  for (const auto& f :
+       component_files(p / "text_encoder_2", "model", opt.variant, "second text encoder"))
+    m.te2_ws->add_file(f);
+  const std::string where = (p / "text_encoder_2" / "config.json").string();
+  const ClipTextConfig cfg = ClipTextConfig::from_json(read_json_file(where), where);
+  SDPAL_CHECK(cfg.projection_dim > 0,
+              where +
+                  ": SDXL's text_encoder_2 must be a CLIPTextModelWithProjection "
+                  "(config \"architectures\")");
+  m.text_encoder_2 = std::make_unique<ClipTextModel>(*m.te2_ws, cfg);
+  m.tokenizer_2 =
+      std::make_unique<ClipTokenizer>(ClipTokenizer::load((p / "tokenizer_2").string()));
+  // diffusers' StableDiffusionXLPipeline registers it with default true.
+  const fs::path index = p / "model_index.json";
+  m.force_zeros_for_empty_prompt =
+      fs::exists(index) ? cfg_bool(read_json_file(index.string()), "force_zeros_for_empty_prompt",
+                                   true, index.string())
+                        : true;
+}
+
+// The UNet's add_embedding must take text_encoder_2's projection plus 6 embedded time ids.
+void check_sdxl_conditioning(const StableDiffusion& m) {
+  const UNetConfig& u = m.unet->config();
+  SDPAL_CHECK(u.addition_embed_type == "text_time",
+              m.path +
+                  ": a model with text_encoder_2 needs a UNet with addition_embed_type "
+                  "\"text_time\" (SDXL)");
+  const int64_t want = m.text_encoder_2->config().projection_dim + 6 * u.addition_time_embed_dim;
+  SDPAL_CHECK(u.projection_class_embeddings_input_dim == want,
+              m.path + ": the UNet's projection_class_embeddings_input_dim is " +
+                  std::to_string(u.projection_class_embeddings_input_dim) +
+                  " but text_encoder_2's projection_dim + 6 x addition_time_embed_dim is " +
+                  std::to_string(want) + " (an SDXL refiner is not supported yet)");
+}
+
 }  // namespace
 
 std::string shipped_path(const std::string& rel) {
@@ -109,6 +149,7 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
         load_scheduler_config((p / "scheduler" / "scheduler_config.json").string());
     tok_dir = opt.tokenizer_dir.empty() ? (p / "tokenizer").string() : opt.tokenizer_dir;
     m->kind = cfg_str(te_cfg, "hidden_act", "quick_gelu", "text_encoder") == "gelu" ? "sd2" : "sd1";
+    if (fs::exists(p / "text_encoder_2")) load_second_text_encoder(*m, p, opt);
   } else {
     refuse_pickle_checkpoint(path);
     m->name = p.stem().string();
@@ -134,16 +175,26 @@ std::unique_ptr<StableDiffusion> StableDiffusion::load(const std::string& path,
   m->unet = std::make_unique<UNet>(*m->unet_ws, UNetConfig::from_json(unet_cfg, unet_where));
   m->vae = std::make_unique<Vae>(*m->vae_ws, VaeConfig::from_json(vae_cfg, vae_where),
                                  opt.load_vae_encoder);
-  SDPAL_CHECK(m->text_encoder->config().hidden == m->unet->config().cross_attention_dim[0],
-              path + ": the text encoder is " + std::to_string(m->text_encoder->config().hidden) +
+  const int64_t context_width =
+      m->text_encoder->config().hidden +
+      (m->text_encoder_2 ? m->text_encoder_2->config().hidden : int64_t{0});
+  SDPAL_CHECK(context_width == m->unet->config().cross_attention_dim[0],
+              path + ": the text encoder" + (m->text_encoder_2 ? "s are " : " is ") +
+                  std::to_string(context_width) +
                   " wide but the UNet expects cross-attention dim " +
                   std::to_string(m->unet->config().cross_attention_dim[0]));
+  if (m->text_encoder_2) check_sdxl_conditioning(*m);
+  SDPAL_CHECK(m->text_encoder_2 || !m->unet->needs_text_time(),
+              path +
+                  ": the UNet has SDXL's added conditions (addition_embed_type \"text_time\") "
+                  "but the model has no text_encoder_2");
   SDPAL_CHECK(m->unet->config().in_channels == m->vae->config().latent_channels,
               path + ": the UNet takes " + std::to_string(m->unet->config().in_channels) +
                   " input channels but the VAE has " +
                   std::to_string(m->vae->config().latent_channels) +
                   " latent channels (inpainting/depth models are not supported yet)");
   check_all_used(*m->te_ws);
+  if (m->te2_ws) check_all_used(*m->te2_ws);
   check_all_used(*m->unet_ws);
   if (opt.load_vae_encoder) check_all_used(*m->vae_ws);
   if (!fs::is_directory(p) && opt.prediction_type.empty()) {

@@ -1,5 +1,6 @@
 // A loaded Stable Diffusion model: tokenizer, text encoder, UNet, VAE and scheduler config, from a
-// diffusers folder or a single-file (original layout) .safetensors checkpoint.
+// diffusers folder or a single-file (original layout) .safetensors checkpoint. SDXL (from a
+// diffusers folder) adds a second tokenizer and text encoder (CLIPTextModelWithProjection).
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -25,10 +26,16 @@ struct LoadOptions {
 };
 
 struct StableDiffusion {
-  std::string path, name, kind;  // kind: "sd1" | "sd2"
+  std::string path, name, kind;  // kind: "sd1" | "sd2" | "sdxl"
   std::unique_ptr<ClipTokenizer> tokenizer;
   std::unique_ptr<WeightStore> te_ws, unet_ws, vae_ws;
   std::unique_ptr<ClipTextModel> text_encoder;
+  // SDXL: tokenizer_2 / text_encoder_2 (null for SD 1/2), and model_index.json's
+  // force_zeros_for_empty_prompt (no negative prompt given: all-zero unconditional embeddings).
+  std::unique_ptr<ClipTokenizer> tokenizer_2;
+  std::unique_ptr<WeightStore> te2_ws;
+  std::unique_ptr<ClipTextModel> text_encoder_2;
+  bool force_zeros_for_empty_prompt = false;
   std::unique_ptr<UNet> unet;
   std::unique_ptr<Vae> vae;
   nlohmann::json scheduler_config;  // diffusers scheduler_config.json (+ prediction_type override)

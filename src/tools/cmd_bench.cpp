@@ -13,6 +13,7 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "compression/quality.h"
@@ -412,8 +413,23 @@ void run(const Options& o) {
       const int64_t h = s.height / 8, w = s.width / 8;
       const Tensor sample = pseudo_random({o.batch, cfg.in_channels, h, w}, 1);
       const Tensor context = pseudo_random({o.batch, ctx_len, cfg.cross_attention_dim[0]}, 2);
+      // SDXL: pooled embeddings and the time ids of this size (original = target, no crop).
+      std::optional<TextTimeCond> added;
+      if (unet.needs_text_time()) {
+        const int64_t n = 6, pooled = cfg.projection_class_embeddings_input_dim -
+                                      n * cfg.addition_time_embed_dim;
+        added.emplace();
+        added->text_embeds = pseudo_random({o.batch, pooled}, 3);
+        added->time_ids = Tensor({o.batch, n});
+        for (int64_t b = 0; b < o.batch; ++b) {
+          const float row[6] = {float(s.height), float(s.width), 0, 0,
+                                float(s.height), float(s.width)};
+          std::copy_n(row, n, added->time_ids.data() + b * n);
+        }
+      }
+      const TextTimeCond* add = added ? &*added : nullptr;
       Tensor out;
-      for (int i = 0; i < o.warmup; ++i) out = unet.forward(sample, {500}, context, &tome);
+      for (int i = 0; i < o.warmup; ++i) out = unet.forward(sample, {500}, context, &tome, add);
       // The machine may be shared: peaks are taken under the same conditions as the steps.
       const Peaks pk{measure_fma_peak(threads), c.int8 ? measure_int8_peak(threads) : 0};
       std::vector<double> times;
@@ -421,7 +437,7 @@ void run(const Options& o) {
       prof::enable(true);
       for (int i = 0; i < o.steps; ++i) {
         const auto t0 = Clock::now();
-        out = unet.forward(sample, {500}, context, &tome);
+        out = unet.forward(sample, {500}, context, &tome, add);
         times.push_back(since(t0));
       }
       prof::enable(false);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <tuple>
 
 #include "core/cpu.h"
 #include "core/error.h"
@@ -33,10 +34,33 @@ struct GenerateArgs {
   std::string init_noise, step_noise, save_latents, init_image, taesd, preview,
       resize_mode = "crop";
   bool quiet = false, no_prompt_syntax = false, lora_merge = false;
+  bool negative_given = false;  // -n "" differs from no -n for SDXL (force_zeros_for_empty_prompt)
+  std::string original_size, crop, target_size;  // SDXL micro-conditioning
   std::vector<std::string> loras;
   std::string lora_dir, embeddings_dir;
   ToMeOptions tome;
 };
+
+// "A<sep>B" with two non-negative integers (e.g. "1024x768", "0,0"); for flag messages.
+std::pair<int, int> parse_pair(const std::string& text, char sep, const char* flag,
+                               const char* form) {
+  const size_t at = text.find(sep);
+  int a = -1, b = -1;
+  size_t used_a = 0, used_b = 0;
+  try {
+    if (at != std::string::npos) {
+      a = std::stoi(text.substr(0, at), &used_a);
+      b = std::stoi(text.substr(at + 1), &used_b);
+    }
+  } catch (const std::exception&) {
+    a = b = -1;
+  }
+  SDPAL_CHECK(
+      at != std::string::npos && used_a == at && used_b == text.size() - at - 1 && a >= 0 &&
+          b >= 0 && a <= 65536 && b <= 65536,
+      std::string(flag) + " must be " + form + " (integers from 0 to 65536), got '" + text + "'");
+  return {a, b};
+}
 
 // The tensor named `preferred`, else the file's only tensor.
 Tensor read_tensor_file(const std::string& path, const std::string& preferred, const char* flag) {
@@ -77,6 +101,7 @@ GenerationSettings settings_of(const GenerateArgs& a) {
   GenerationSettings s;
   s.prompt = a.prompt;
   s.negative_prompt = a.negative_prompt;
+  s.negative_prompt_given = a.negative_given;
   s.width = a.width;
   s.height = a.height;
   s.steps = a.steps;
@@ -99,6 +124,10 @@ GenerationSettings settings_of(const GenerateArgs& a) {
 
 // Flags checked before the model is loaded, so that a typo fails at once and names the flag.
 void check_flags(const GenerateArgs& a) {
+  // SDXL conditions: parsed again where used; here so that a typo fails before loading.
+  if (!a.original_size.empty()) parse_pair(a.original_size, 'x', "--original-size", "WIDTHxHEIGHT");
+  if (!a.target_size.empty()) parse_pair(a.target_size, 'x', "--target-size", "WIDTHxHEIGHT");
+  if (!a.crop.empty()) parse_pair(a.crop, ',', "--crop", "TOP,LEFT");
   for (const auto& [flag, v] : {std::pair{"--width", a.width}, std::pair{"--height", a.height}})
     SDPAL_CHECK(v == 0 || (v > 0 && v % 8 == 0 && v <= limits::kMaxImageSizePixels),
                 std::string(flag) + " must be a multiple of 8 from 8 to " +
@@ -150,6 +179,14 @@ void run(const GenerateArgs& a) {
               "unknown --schedule '" + a.schedule + "' (default or karras)");
   const GenerationSettings settings = settings_of(a);
   GenerateParams p = make_generate_params(settings, *model, resolve_seed(a.seed));
+  if (!a.original_size.empty())
+    std::tie(p.original_width, p.original_height) =
+        parse_pair(a.original_size, 'x', "--original-size", "WIDTHxHEIGHT");
+  if (!a.target_size.empty())
+    std::tie(p.target_width, p.target_height) =
+        parse_pair(a.target_size, 'x', "--target-size", "WIDTHxHEIGHT");
+  if (!a.crop.empty())
+    std::tie(p.crop_top, p.crop_left) = parse_pair(a.crop, ',', "--crop", "TOP,LEFT");
   for (const std::string& spec : a.loras) p.loras.push_back(parse_lora_spec(spec));
   if (!a.init_noise.empty()) p.init_noise = read_tensor_file(a.init_noise, "noise", "--init-noise");
   if (!a.step_noise.empty())
@@ -212,7 +249,10 @@ const bool registered = register_command(
        add_model_options(app, a->model);
        add_int8_options(app, a->model);
        app.add_option("-p,--prompt", a->prompt, "What to draw")->required();
-       app.add_option("-n,--negative-prompt", a->negative_prompt, "What to avoid");
+       CLI::Option* negative = app.add_option(
+           "-n,--negative-prompt", a->negative_prompt,
+           "What to avoid (SDXL: without it the unconditional embeddings are zeros, as "
+           "diffusers does; an explicit \"\" is encoded)");
        app.add_option("-W,--width", a->width,
                       "Image width in pixels, a multiple of 8 "
                       "(default: the model's native size)");
@@ -289,8 +329,17 @@ const bool registered = register_command(
                     "--tome-seed; with an odd UNet batch, i.e. no guidance and one image, the "
                     "top-left token as without it, as tomesd does)");
        app.add_option("--tome-seed", a->tome.seed, "Seed for --tome-random")->capture_default_str();
+       app.add_option("--original-size", a->original_size,
+                      "SDXL: the original_size condition, WIDTHxHEIGHT (default: the image size)");
+       app.add_option("--crop", a->crop,
+                      "SDXL: the crop top-left condition, TOP,LEFT in pixels (default: 0,0)");
+       app.add_option("--target-size", a->target_size,
+                      "SDXL: the target_size condition, WIDTHxHEIGHT (default: the image size)");
        app.add_flag("-q,--quiet", a->quiet, "No progress bar or messages");
-       app.callback([a] { run(*a); });
+       app.callback([a, negative] {
+         a->negative_given = negative->count() > 0;
+         run(*a);
+       });
      }});
 
 }  // namespace
