@@ -6,6 +6,7 @@
 #include "compression/int8_analysis.h"
 #include "core/error.h"
 #include "pipeline/infotext.h"
+#include "pipeline/scheduler.h"
 
 namespace sdpal {
 namespace {
@@ -61,3 +62,26 @@ TEST(FuzzRegressions, AnalysisCfgScaleOutOfFloatRangeIsRefused) {
 
 }  // namespace
 }  // namespace sdpal
+
+// fuzz_model_config: a scaled_linear schedule over 9897 training steps drives alphas_cumprod to
+// 2e-22 (sigma 7e10); Euler a's step then overflowed float to NaN. Refused when read.
+TEST(FuzzRegressions, ScheduleWhoseSignalVanishesIsRefused) {
+  const nlohmann::json cfg = nlohmann::json::parse(
+      R"({"_class_name": "EulerAncestralDiscreteScheduler", "beta_start": 0.00085,
+          "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 9897})");
+  sdpal::SchedulerOptions o;
+  o.name = "euler_a";
+  try {
+    auto s = sdpal::make_scheduler(o, cfg);
+    s->set_timesteps(4);
+    ADD_FAILURE() << "a schedule with sigmas near 1e11 was accepted";
+  } catch (const sdpal::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("alphas_cumprod"), std::string::npos) << e.what();
+  }
+  // The real SD schedule over 1000 steps is fine.
+  nlohmann::json sd = cfg;
+  sd["num_train_timesteps"] = 1000;
+  auto s = sdpal::make_scheduler(o, sd);
+  s->set_timesteps(4);
+  EXPECT_EQ(s->timesteps().size(), 4u);
+}

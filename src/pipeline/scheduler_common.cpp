@@ -357,6 +357,15 @@ NoiseSchedule make_noise_schedule(const SchedulerConfig& cfg, bool rescale_zero_
                ", outside (0, 1) (check beta_start, beta_end and trained_betas)");
   if (rescale_zero_terminal_snr_) ns.betas = rescale_zero_terminal_snr(ns.betas);
   ns.alphas_cumprod = cumprod(one_minus(ns.betas));
+  // A schedule whose signal all but vanishes (many steps of large betas) has sigmas past 1e6,
+  // whose fourth powers overflow float in the ancestral step. Real schedules end near 1e-9
+  // (cosine, sigma 2e4) or 5e-3 (SD, sigma 14.6). Zero terminal SNR ends at 0 on purpose.
+  if (!rescale_zero_terminal_snr_)
+    for (size_t i = 0; i < ns.alphas_cumprod.size(); ++i)
+      if (!(ns.alphas_cumprod[i] >= 1e-12f))
+        cfg.fail("the noise schedule's alphas_cumprod falls to " +
+                 std::to_string(ns.alphas_cumprod[i]) + " at step " + std::to_string(i) +
+                 " (below 1e-12: sigmas beyond 1e6); check num_train_timesteps and the betas");
   return ns;
 }
 
