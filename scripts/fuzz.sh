@@ -8,6 +8,10 @@
 #   scripts/fuzz.sh [SECONDS] [HARNESS...]       e.g. scripts/fuzz.sh 600 fuzz_png
 # Extra libFuzzer flags: SDPAL_FUZZ_FLAGS (e.g. "-ignore_crashes=1 -fork=1" to go on past a
 # finding). Installs clang-14 and its runtime (Debian packages) when missing.
+# SDPAL_FUZZ_FINDINGS_FAIL=0: findings are reported (and kept under build-fuzz/findings/) but do
+# not fail the script; a failed build still does. CI runs it so: a new finding of a random search
+# is a bug to fix, not a reason to hold back unrelated work, while the corpus replay tests
+# (ctest fuzz_corpus:*) fail on any regression of a finding once it is in the corpus.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 secs="${1:-60}"
@@ -75,4 +79,8 @@ for h in "${harnesses[@]}"; do
 done
 echo "=== fuzz summary (${secs} s each):"
 printf '  %s\n' "${summary[@]}"
+if [ "$status" -ne 0 ] && [ "${SDPAL_FUZZ_FINDINGS_FAIL:-1}" = 0 ]; then
+  echo "=== fuzz: findings above (kept in build-fuzz/findings/); not failing (SDPAL_FUZZ_FINDINGS_FAIL=0)"
+  exit 0
+fi
 exit $status
