@@ -124,7 +124,9 @@ TEST_F(Safetensors, RoundTripEveryDtypeWithMetadata) {
     EXPECT_EQ(v.shape, specs[i].shape);
     ASSERT_EQ(v.nbytes, payloads[i].size());
     // An empty tensor's payload has no data pointer: memcmp may not be given null.
-    if (v.nbytes > 0) EXPECT_EQ(std::memcmp(v.data, payloads[i].data(), v.nbytes), 0);
+    if (v.nbytes > 0) {
+      EXPECT_EQ(std::memcmp(v.data, payloads[i].data(), v.nbytes), 0);
+    }
   }
   EXPECT_FALSE(f.has("missing"));
   EXPECT_EQ(f.find("missing"), nullptr);
