@@ -18,6 +18,7 @@
 #include "pipeline/lora_selection.h"
 #include "support/cli.h"
 #include "support/fixtures.h"
+#include "support/golden_params.h"
 #include "support/temp_dir.h"
 
 using namespace sdpal;
@@ -119,16 +120,7 @@ TEST_P(LoraGolden, MergedWeights) {
 TEST_P(LoraGolden, Pipeline) {
   for (float s : {1.f, 0.5f}) {
     const Case c = load_case("tiny-lora", std::string("sd1_pipeline_lora_") + scale_tag(s));
-    GenerateParams p;
-    for (const auto& t : c.params()["prompts"]) p.prompts.push_back(t);
-    p.negative_prompts = {c.params()["negative_prompt"].get<std::string>()};
-    p.width = c.params()["width"];
-    p.height = c.params()["height"];
-    p.steps = c.params()["num_inference_steps"];
-    p.cfg_scale = c.params()["guidance_scale"].get<float>();
-    p.sampler = "euler";
-    p.timestep_spacing = c.params()["scheduler_config"]["timestep_spacing"];
-    p.init_noise = c.in("noise");
+    GenerateParams p = golden_generate_params(c);
     p.loras = {{file_, s, s}};
     const GenerateResult r = generate(*m_, p);
     expect_close(r.latents, c.out("latents"), c.atol("latents"), 1e-4, "latents");

@@ -8,6 +8,7 @@
 #include "pipeline/generate.h"
 #include "support/cli.h"
 #include "support/fixtures.h"
+#include "support/golden_params.h"
 
 using namespace sdpal;
 using namespace sdpal::test;
@@ -18,18 +19,6 @@ namespace {
 struct PipelineCase {
   std::string fixture, id;
 };
-
-std::string sampler_of(const Case& c, bool* karras) {
-  const std::string cls = c.params()["scheduler_class"];
-  const auto& ov = c.params()["scheduler_overrides"];
-  *karras = ov.contains("use_karras_sigmas") && ov["use_karras_sigmas"].get<bool>();
-  if (cls == "DDIMScheduler") return "ddim";
-  if (cls == "EulerDiscreteScheduler") return "euler";
-  if (cls == "EulerAncestralDiscreteScheduler") return "euler_a";
-  if (cls == "DPMSolverMultistepScheduler") return "dpmpp_2m";
-  if (cls == "PNDMScheduler") return "pndm";
-  throw std::runtime_error("unknown scheduler class " + cls);
-}
 
 std::vector<PipelineCase> all_cases() {
   std::vector<PipelineCase> r;
@@ -42,24 +31,6 @@ std::vector<PipelineCase> all_cases() {
   return r;
 }
 
-GenerateParams params_of(const Case& c) {
-  GenerateParams p;
-  for (const auto& s : c.params()["prompts"]) p.prompts.push_back(s);
-  p.negative_prompts = {c.params()["negative_prompt"].get<std::string>()};
-  p.width = c.params()["width"];
-  p.height = c.params()["height"];
-  p.steps = c.params()["num_inference_steps"];
-  p.cfg_scale = c.params()["guidance_scale"].get<float>();
-  p.sampler = sampler_of(c, &p.karras);
-  // The fixture generator's base config lacked timestep_spacing (see its README and
-  // _use_default_values), while the folder's scheduler_config.json, written afterwards, pins
-  // "leading": Euler/DPM cases truly ran with their class default, so say so explicitly.
-  p.timestep_spacing = c.params()["scheduler_config"]["timestep_spacing"];
-  p.init_noise = c.in("noise");
-  if (c.file->has("in.step_noise")) p.step_noise = c.in("step_noise");
-  return p;
-}
-
 class Pipeline : public ::testing::TestWithParam<PipelineCase> {};
 
 TEST_P(Pipeline, MatchesDiffusers) {
@@ -67,7 +38,7 @@ TEST_P(Pipeline, MatchesDiffusers) {
   const auto& pc = GetParam();
   Case c = load_case(pc.fixture, pc.id);
   auto m = StableDiffusion::load(model_dir(pc.fixture));
-  GenerateParams p = params_of(c);
+  GenerateParams p = golden_generate_params(c);
   std::vector<Tensor> per_step;
   p.on_step = [&](int, int, const Tensor& l) { per_step.push_back(l); };
   GenerateResult r = generate(*m, p);
@@ -111,7 +82,7 @@ TEST_P(PipelineCli, MatchesDiffusers) {
   const fs::path dir =
       fs::temp_directory_path() / ("sdpal-cli-" + std::to_string(::getpid()) + pc.fixture + pc.id);
   fs::create_directories(dir);
-  GenerateParams p = params_of(c);
+  GenerateParams p = golden_generate_params(c);
   // The CLI generates a batch from one prompt, so each prompt runs on its own row of the noise.
   for (size_t b = 0; b < prompts.size(); ++b) {
     Tensor noise = c.in("noise").slice0(b, b + 1);

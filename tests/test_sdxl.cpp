@@ -15,6 +15,7 @@
 #include "pipeline/prompt_encoding.h"
 #include "support/cli.h"
 #include "support/fixtures.h"
+#include "support/golden_params.h"
 
 using namespace sdpal;
 using namespace sdpal::test;
@@ -186,41 +187,12 @@ TEST_F(Sdxl, AllPipelineCasesAreListed) {
   EXPECT_EQ(in_manifest, kPipelineCases);
 }
 
-std::string sampler_of(const Case& c, bool* karras) {
-  const std::string cls = c.params()["scheduler_class"];
-  const auto& ov = c.params()["scheduler_overrides"];
-  *karras = ov.contains("use_karras_sigmas") && ov["use_karras_sigmas"].get<bool>();
-  if (cls == "DDIMScheduler") return "ddim";
-  if (cls == "EulerDiscreteScheduler") return "euler";
-  if (cls == "EulerAncestralDiscreteScheduler") return "euler_a";
-  if (cls == "DPMSolverMultistepScheduler") return "dpmpp_2m";
-  if (cls == "PNDMScheduler") return "pndm";
-  throw std::runtime_error("unknown scheduler class " + cls);
-}
-
-GenerateParams params_of(const Case& c) {
-  GenerateParams p;
-  for (const auto& s : c.params()["prompts"]) p.prompts.push_back(s);
-  if (!c.params()["negative_prompt"].is_null())
-    p.negative_prompts = {c.params()["negative_prompt"].get<std::string>()};
-  p.width = c.params()["width"];
-  p.height = c.params()["height"];
-  p.steps = c.params()["num_inference_steps"];
-  p.cfg_scale = c.params()["guidance_scale"].get<float>();
-  p.sampler = sampler_of(c, &p.karras);
-  // As for tiny-sd1 (tests/test_pipeline.cpp): the cases ran with the class default spacing.
-  p.timestep_spacing = c.params()["scheduler_config"]["timestep_spacing"];
-  p.init_noise = c.in("noise");
-  if (c.file->has("in.step_noise")) p.step_noise = c.in("step_noise");
-  return p;
-}
-
 class SdxlPipeline : public Sdxl, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(SdxlPipeline, MatchesDiffusers) {
   SDPAL_REQUIRE_FIXTURES();
   Case c = load_case(kFixture, GetParam());
-  GenerateParams p = params_of(c);
+  GenerateParams p = golden_generate_params(c);
   const Tensor time_ids = c.aux("add_time_ids");
   const std::vector<float> mine = sdxl_time_ids(p);
   ASSERT_EQ(time_ids.dim(1), 6);
@@ -247,7 +219,7 @@ TEST_P(SdxlPipeline, MatchesDiffusers) {
 TEST_P(SdxlPipeline, CliMatchesDiffusers) {
   SDPAL_REQUIRE_FIXTURES();
   Case c = load_case(kFixture, GetParam());
-  const GenerateParams p = params_of(c);
+  const GenerateParams p = golden_generate_params(c);
   const fs::path dir =
       fs::temp_directory_path() / ("sdpal-sdxl-" + std::to_string(::getpid()) + "-" + GetParam());
   fs::create_directories(dir);
@@ -469,16 +441,7 @@ TEST_P(SdxlLora, Pipeline) {
   for (const char* id :
        {"sdxl_pipeline_nolora", "sdxl_pipeline_lora_s1", "sdxl_pipeline_lora_s0p5"}) {
     const Case c = load_case("tiny-lora", id);
-    GenerateParams p;
-    for (const auto& t : c.params()["prompts"]) p.prompts.push_back(t);
-    p.negative_prompts = {c.params()["negative_prompt"].get<std::string>()};
-    p.width = c.params()["width"];
-    p.height = c.params()["height"];
-    p.steps = c.params()["num_inference_steps"];
-    p.cfg_scale = c.params()["guidance_scale"].get<float>();
-    p.sampler = "euler";
-    p.timestep_spacing = c.params()["scheduler_config"]["timestep_spacing"];
-    p.init_noise = c.in("noise");
+    GenerateParams p = golden_generate_params(c);
     if (c.params().contains("cross_attention_kwargs")) {
       const float s = c.params()["cross_attention_kwargs"]["scale"].get<float>();
       p.loras = {{file_, s, s}};
